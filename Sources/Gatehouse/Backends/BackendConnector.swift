@@ -1,0 +1,127 @@
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOSSL
+
+/// Opens a WebSocket on a backend server: connect (round robin, failing over), optional TLS, forward the upgrade
+/// request and read the answer.
+///
+/// The backend channel is created on the client's event loop, so the relay between the two never hops threads.
+enum BackendConnector {
+    /// Channel settings the relay depends on.
+    struct ChannelSettings {
+        /// Write buffer high watermark (the route's `buffer_bytes`).
+        var bufferBytes: Int
+    }
+
+    /// Tries the pool's servers in turn until one answers; fails with the last ``BackendFailure``.
+    static func open(
+        pool: BackendPool,
+        request: HTTPRequestHead,
+        expectedAccept: String,
+        settings: ChannelSettings,
+        eventLoop: EventLoop,
+        onFailure: @escaping @Sendable (BackendFailure) -> Void
+    ) -> EventLoopFuture<BackendAnswer> {
+        let servers = pool.attemptOrder()
+        let promise = eventLoop.makePromise(of: BackendAnswer.self)
+        Self.attempt(
+            index: 0, servers: servers, pool: pool, request: request, expectedAccept: expectedAccept,
+            settings: settings, eventLoop: eventLoop, sawTimeout: false, onFailure: onFailure, promise: promise
+        )
+        return promise.futureResult
+    }
+
+    private static func attempt(
+        index: Int,
+        servers: [BindAddress],
+        pool: BackendPool,
+        request: HTTPRequestHead,
+        expectedAccept: String,
+        settings: ChannelSettings,
+        eventLoop: EventLoop,
+        sawTimeout: Bool,
+        onFailure: @escaping @Sendable (BackendFailure) -> Void,
+        promise: EventLoopPromise<BackendAnswer>
+    ) {
+        let server = servers[index]
+        Self.connectOnce(
+            server: server, pool: pool, request: request, expectedAccept: expectedAccept, settings: settings,
+            eventLoop: eventLoop
+        ).whenComplete { result in
+            switch result {
+            case .success(let answer):
+                promise.succeed(answer)
+            case .failure(let error):
+                let failure = (error as? BackendFailure) ?? .connectFailed(server.description, "\(error)")
+                onFailure(failure)
+                let timedOut = sawTimeout || failure.isTimeout
+                if failure.isRetryable && index + 1 < servers.count {
+                    Self.attempt(
+                        index: index + 1, servers: servers, pool: pool, request: request,
+                        expectedAccept: expectedAccept, settings: settings, eventLoop: eventLoop,
+                        sawTimeout: timedOut, onFailure: onFailure, promise: promise
+                    )
+                } else if timedOut && failure.isRetryable {
+                    promise.fail(BackendFailure.connectTimeout(failure.server))
+                } else {
+                    promise.fail(failure)
+                }
+            }
+        }
+    }
+
+    private static func connectOnce(
+        server: BindAddress,
+        pool: BackendPool,
+        request: HTTPRequestHead,
+        expectedAccept: String,
+        settings: ChannelSettings,
+        eventLoop: EventLoop
+    ) -> EventLoopFuture<BackendAnswer> {
+        let answer = eventLoop.makePromise(of: BackendAnswer.self)
+        let tls = pool.tls
+        let responseTimeout = pool.responseTimeout
+        let bootstrap = ClientBootstrap(group: eventLoop)
+            .connectTimeout(pool.connectTimeout)
+            .channelOption(.allowRemoteHalfClosure, value: true)
+            .channelOption(.maxMessagesPerRead, value: 1)
+            .channelOption(
+                .writeBufferWaterMark,
+                value: .init(low: settings.bufferBytes / 2, high: settings.bufferBytes)
+            )
+            .channelInitializer { channel in
+                do {
+                    let sync = channel.pipeline.syncOperations
+                    if let tls {
+                        let handler = try NIOSSLClientHandler(
+                            context: tls.context,
+                            serverHostname: tls.serverName ?? server.host
+                        )
+                        try sync.addHandler(handler)
+                    }
+                    try sync.addHandler(HTTPRequestEncoder())
+                    try sync.addHandler(
+                        ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .forwardBytes))
+                    )
+                    try sync.addHandler(
+                        BackendHandshakeHandler(
+                            request: request, expectedAccept: expectedAccept, server: server,
+                            responseTimeout: responseTimeout, promise: answer
+                        )
+                    )
+                    return channel.eventLoop.makeSucceededVoidFuture()
+                } catch {
+                    return channel.eventLoop.makeFailedFuture(error)
+                }
+            }
+        bootstrap.connect(host: server.host, port: server.port).whenFailure { error in
+            if case ChannelError.connectTimeout = error {
+                answer.fail(BackendFailure.connectTimeout(server.description))
+            } else {
+                answer.fail(BackendFailure.connectFailed(server.description, "\(error)"))
+            }
+        }
+        return answer.futureResult
+    }
+}

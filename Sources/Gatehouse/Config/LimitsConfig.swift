@@ -1,0 +1,110 @@
+/// Per-connection and per-route limits (`defaults.limits`, overridden key by key in a route's `limits`).
+///
+/// Optional limits are nil when unlimited; durations of zero mean "disabled".
+public struct LimitsConfig: Sendable, Equatable {
+    /// Outbound bytes buffered toward one peer before the proxy stops reading the other peer.
+    public var bufferBytes: Int = 64 << 10
+    /// Largest request head accepted (431 above). Applies before routing, so only in `defaults.limits`.
+    public var maxHeadBytes: Int = 16 << 10
+    /// Time a client has to send its complete request head. Only in `defaults.limits`.
+    public var handshakeTimeout: Duration = .seconds(10)
+    /// Largest single WebSocket frame payload (close 1009 above).
+    public var maxFrameBytes: Int? = nil
+    /// Largest WebSocket message, summed over its fragments (close 1009 above).
+    public var maxMessageBytes: Int? = nil
+    /// Ping the client after this much silence; zero disables.
+    public var keepaliveInterval: Duration = .seconds(30)
+    /// Close both sides after this long without a data frame either way; zero disables.
+    public var idleTimeout: Duration = .zero
+    /// Time allowed for the answering close frame before TCP is closed.
+    public var closeTimeout: Duration = .seconds(5)
+    /// Data messages per second per direction (token bucket, burst of one second); close 1008 above.
+    public var messagesPerSecond: Int? = nil
+    /// Simultaneous connections on the route (503 above).
+    public var maxConnections: Int? = nil
+    /// Simultaneous connections on the route from one client IP (429 above).
+    public var maxConnectionsPerIP: Int? = nil
+    /// Handshakes per second on the route from one client IP (429 above).
+    public var handshakesPerIPPerSecond: Int? = nil
+
+    /// The built-in defaults.
+    public init() {}
+
+    /// Keys that only make sense before a route is known.
+    static let connectionLevelKeys: Set<String> = ["max_head_bytes", "handshake_timeout"]
+}
+
+extension LimitsConfig {
+    /// Reads a `limits` mapping over `base`; keys absent keep the base value.
+    init(node: ConfigNode, over base: LimitsConfig, isRoute: Bool) throws(ConfigError) {
+        let map = try node.mapping("limits")
+        self = base
+        if isRoute {
+            for key in Self.connectionLevelKeys {
+                if let position = map.keyPosition(key) {
+                    throw position.error("\(key) applies before a route is chosen; set it in defaults.limits")
+                }
+            }
+        }
+        if let value = map.optional("buffer_bytes") {
+            self.bufferBytes = try value.byteSize("buffer_bytes", in: 4096...(64 << 20))
+        }
+        if let value = map.optional("max_head_bytes") {
+            self.maxHeadBytes = try value.byteSize("max_head_bytes", in: 1024...(1 << 20))
+        }
+        if let value = map.optional("handshake_timeout") {
+            self.handshakeTimeout = try value.duration("handshake_timeout")
+        }
+        if let value = map.optional("max_frame_bytes") {
+            self.maxFrameBytes = try value.optionalLimit { node throws(ConfigError) in
+                try node.byteSize("max_frame_bytes", in: 125...(1 << 40))
+            }
+        }
+        if let value = map.optional("max_message_bytes") {
+            self.maxMessageBytes = try value.optionalLimit { node throws(ConfigError) in
+                try node.byteSize("max_message_bytes", in: 125...(1 << 40))
+            }
+        }
+        if let value = map.optional("keepalive_interval") {
+            self.keepaliveInterval = try value.duration("keepalive_interval", allowZero: true)
+        }
+        if let value = map.optional("idle_timeout") {
+            self.idleTimeout = try value.duration("idle_timeout", allowZero: true)
+        }
+        if let value = map.optional("close_timeout") {
+            self.closeTimeout = try value.duration("close_timeout")
+        }
+        if let value = map.optional("messages_per_second") {
+            self.messagesPerSecond = try value.optionalLimit { node throws(ConfigError) in
+                try node.int("messages_per_second", in: 1...10_000_000)
+            }
+        }
+        if let value = map.optional("max_connections") {
+            self.maxConnections = try value.optionalLimit { node throws(ConfigError) in
+                try node.int("max_connections", in: 1...10_000_000)
+            }
+        }
+        if let value = map.optional("max_connections_per_ip") {
+            self.maxConnectionsPerIP = try value.optionalLimit { node throws(ConfigError) in
+                try node.int("max_connections_per_ip", in: 1...10_000_000)
+            }
+        }
+        if let value = map.optional("handshakes_per_ip_per_second") {
+            self.handshakesPerIPPerSecond = try value.optionalLimit { node throws(ConfigError) in
+                try node.int("handshakes_per_ip_per_second", in: 1...10_000_000)
+            }
+        }
+        if let frame = self.maxFrameBytes, let message = self.maxMessageBytes, frame > message {
+            throw node.error("max_frame_bytes (\(frame)) cannot exceed max_message_bytes (\(message))")
+        }
+        try map.finish()
+    }
+}
+
+extension ConfigNode {
+    /// `unlimited` or a value read by `read`.
+    func optionalLimit(_ read: (ConfigNode) throws(ConfigError) -> Int) throws(ConfigError) -> Int? {
+        if case .scalar(let scalar) = self.node, scalar.string == "unlimited" { return nil }
+        return try read(self)
+    }
+}

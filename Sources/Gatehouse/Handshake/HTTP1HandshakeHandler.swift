@@ -1,0 +1,273 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOHTTP1
+
+/// Reads the HTTP/1.1 request head of a new client connection and takes it through routing, policy and the
+/// backend handshake; on success it hands both channels to the relay, otherwise it answers the refusal.
+final class HTTP1HandshakeHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private enum State {
+        case awaitingHead
+        case admitting
+        case refusing
+        case spliced
+        case closed
+    }
+
+    private let engine: ProxyEngine
+    private let listener: ListenerInfo
+    private let headGuard: HeadSizeGuard
+    private let maxHeadBytes: Int
+    private let handshakeTimeout: TimeAmount
+    private var state = State.awaitingHead
+    private var readParked = false
+    private var readRequestedWhileParked = false
+    private var timer: Scheduled<Void>?
+    private var started = NIODeadline.now()
+
+    init(engine: ProxyEngine, listener: ListenerInfo, headGuard: HeadSizeGuard, limits: LimitsConfig) {
+        self.engine = engine
+        self.listener = listener
+        self.headGuard = headGuard
+        self.maxHeadBytes = limits.maxHeadBytes
+        self.handshakeTimeout = TimeAmount(limits.handshakeTimeout)
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        if context.channel.isActive { self.armTimer(context: context) }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        self.armTimer(context: context)
+        context.fireChannelActive()
+    }
+
+    private func armTimer(context: ChannelHandlerContext) {
+        guard self.timer == nil else { return }
+        self.started = .now()
+        self.timer = context.eventLoop.assumeIsolated().scheduleTask(in: self.handshakeTimeout) {
+            guard case .awaitingHead = self.state else { return }
+            self.refuse(HandshakeRefusal(.requestTimeout, "request head not received in time"), request: nil, route: nil, context: context)
+        }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard case .awaitingHead = self.state, case .head(let head) = self.unwrapInboundIn(data) else {
+            return  // body bytes of a refused request, or parts after the head: nothing to do with them
+        }
+        self.headGuard.markHeadComplete()
+        self.timer?.cancel()
+        self.state = .admitting
+        self.readParked = true
+        self.handle(head, context: context)
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if self.readParked {
+            self.readRequestedWhileParked = true
+        } else {
+            context.read()
+        }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is HeadSizeGuard.Overflow, case .awaitingHead = self.state {
+            self.refuse(.headTooLarge(limit: self.maxHeadBytes), request: nil, route: nil, context: context)
+        } else if case ChannelEvent.inputClosed = event {
+            if case .refusing = self.state { context.close(promise: nil) } else { self.clientGone(context: context) }
+        } else {
+            context.fireUserInboundEventTriggered(event)
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        switch self.state {
+        case .awaitingHead:
+            if let parserError = error as? HTTPParserError {
+                let refusal: HandshakeRefusal =
+                    parserError == .headerOverflow
+                    ? .headTooLarge(limit: self.maxHeadBytes) : .badRequest("malformed HTTP request")
+                self.refuse(refusal, request: nil, route: nil, context: context)
+            } else {
+                self.clientGone(context: context)
+            }
+        case .refusing, .spliced, .closed:
+            context.close(promise: nil)
+        case .admitting:
+            self.clientGone(context: context)
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        self.timer?.cancel()
+        self.state = .closed
+        context.fireChannelInactive()
+    }
+
+    private func clientGone(context: ChannelHandlerContext) {
+        self.timer?.cancel()
+        self.state = .closed
+        context.close(promise: nil)
+    }
+
+    // MARK: Admission
+
+    private func handle(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
+        let request = UpgradeRequest(
+            target: head.uri,
+            authority: head.headers.first(name: "host"),
+            headers: head.headers,
+            scheme: self.listener.isTLS ? "https" : "http",
+            clientAddress: context.channel.remoteAddress,
+            listener: self.listener.name,
+            transport: .http1
+        )
+        if Self.approximateSize(of: head) > self.maxHeadBytes {
+            self.refuse(.headTooLarge(limit: self.maxHeadBytes), request: request, route: nil, context: context)
+            return
+        }
+        if let refusal = HTTP1UpgradeValidator.validateFraming(head) {
+            self.refuse(refusal, request: request, route: nil, context: context)
+            return
+        }
+        let loop = self.engine.loop(context.eventLoop)
+        let admission: Admission
+        switch self.engine.admit(request, on: loop) {
+        case .failure(let refusal):
+            self.refuse(refusal, request: request, route: nil, context: context)
+            return
+        case .success(let admitted):
+            admission = admitted
+        }
+        if let refusal = HTTP1UpgradeValidator.validateUpgrade(head) {
+            self.refuse(refusal, request: request, route: admission.route.name, context: context)
+            return
+        }
+        self.engine.openBackend(admission, on: context.eventLoop).assumeIsolated().whenComplete { result in
+            switch result {
+            case .success(.upgraded(let upgrade)):
+                guard case .admitting = self.state else {
+                    upgrade.channel.close(promise: nil)
+                    return
+                }
+                self.splice(upgrade, admission: admission, request: request, loop: loop, context: context)
+            case .success(.refused(let server, let head, let body)):
+                self.relayRefusal(head: head, body: body, server: server, request: request, admission: admission, context: context)
+            case .failure(let error):
+                let failure = (error as? BackendFailure) ?? .connectFailed("-", "\(error)")
+                self.refuse(failure.refusal, request: request, route: admission.route.name, backend: failure.server, context: context)
+            }
+        }
+    }
+
+    // MARK: Splice
+
+    private func splice(_ upgrade: BackendUpgrade, admission: Admission, request: UpgradeRequest, loop: LoopContext, context: ChannelHandlerContext) {
+        self.state = .spliced
+        let route = admission.route
+        let limits = route.config.limits
+        let record = ConnectionRecord(
+            id: self.engine.makeConnectionID(), listener: self.listener.name, route: route.name, request: request,
+            subject: admission.subject, backendServer: upgrade.server.description, started: self.started,
+            startedWallClock: Date().timeIntervalSince1970
+        )
+        let engine = self.engine
+        let session = RelaySession(record: record, closeTimeout: TimeAmount(limits.closeTimeout)) { session in
+            engine.finished(session, route: route, on: loop)
+        }
+        route.counters.active.add(1, ordering: .relaxed)
+        engine.register(session, on: loop)
+
+        context.write(self.wrapOutboundOut(.head(ClientResponse.switchingProtocols(from: upgrade.head))), promise: nil)
+        context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: nil)
+        do {
+            try context.channel.syncOptions?.setOption(
+                .writeBufferWaterMark, value: .init(low: limits.bufferBytes / 2, high: limits.bufferBytes)
+            )
+            let client = context.pipeline.syncOperations
+            let backend = upgrade.channel.pipeline.syncOperations
+            try client.addHandler(RelayHandler(session: session, side: .client))
+            try backend.addHandler(RelayHandler(session: session, side: .backend))
+            _ = backend.removeHandler(try backend.handler(type: BackendHandshakeHandler.self))
+            _ = backend.removeHandler(try backend.handler(type: HTTPRequestEncoder.self))
+            _ = client.removeHandler(context: context)
+            _ = client.removeHandler(try client.handler(type: HTTPResponseEncoder.self))
+            _ = client.removeHandler(try client.handler(type: HeadSizeGuard.self))
+            // Removing the decoders hands on the bytes they hold past the heads: a pipelined first frame from the
+            // client, frames the backend sent right after its 101.
+            _ = client.removeHandler(try client.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self))
+            _ = backend.removeHandler(try backend.handler(type: ByteToMessageHandler<HTTPResponseDecoder>.self))
+        } catch {
+            self.engine.logger.error("splice failed", metadata: ["error": "\(error)"])
+            upgrade.channel.close(promise: nil)
+            context.close(promise: nil)
+            return
+        }
+        session.start()
+    }
+
+    // MARK: Refusals
+
+    private func relayRefusal(head: HTTPResponseHead, body: ByteBuffer, server: BindAddress, request: UpgradeRequest, admission: Admission, context: ChannelHandlerContext) {
+        guard case .admitting = self.state else { return }
+        self.state = .refusing
+        self.engine.accessLog.refused(
+            HandshakeRefusal(head.status, "backend answered \(head.status.code)"), request: request,
+            listener: self.listener.name, client: request.clientAddress.map(ConnectionRecord.describe) ?? "-",
+            route: admission.route.name, backend: server.description
+        )
+        var response = ClientResponse.relayedRefusal(from: head, bodyLength: body.readableBytes)
+        response.headers.replaceOrAdd(name: "Connection", value: "close")
+        context.write(self.wrapOutboundOut(.head(response)), promise: nil)
+        if body.readableBytes > 0 { context.write(self.wrapOutboundOut(.body(.byteBuffer(body))), promise: nil) }
+        self.finishRefusal(context: context)
+    }
+
+    private func refuse(_ refusal: HandshakeRefusal, request: UpgradeRequest?, route: String?, backend: String? = nil, context: ChannelHandlerContext) {
+        switch self.state {
+        case .awaitingHead, .admitting: break
+        case .refusing, .spliced, .closed: return
+        }
+        self.state = .refusing
+        self.timer?.cancel()
+        self.engine.accessLog.refused(
+            refusal, request: request, listener: self.listener.name,
+            client: context.channel.remoteAddress.map(ConnectionRecord.describe) ?? "-", route: route, backend: backend
+        )
+        let (head, body) = refusal.responseHead(closing: true)
+        context.write(self.wrapOutboundOut(.head(head)), promise: nil)
+        context.write(self.wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: body)))), promise: nil)
+        self.finishRefusal(context: context)
+    }
+
+    /// Sends the answer, then closes without losing it: output is shut first and the rest of the client's
+    /// input is read and discarded for a moment, so unread bytes do not turn the close into a reset that
+    /// could destroy the answer in flight.
+    private func finishRefusal(context: ChannelHandlerContext) {
+        let written = context.eventLoop.makePromise(of: Void.self)
+        context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: written)
+        written.futureResult.assumeIsolated().whenComplete { _ in
+            context.close(mode: .output, promise: nil)
+            context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(2)) { context.close(promise: nil) }
+            self.readParked = false
+            context.read()
+        }
+    }
+
+    /// The size of the head as sent, give or take whitespace.
+    static func approximateSize(of head: HTTPRequestHead) -> Int {
+        var size = head.method.rawValue.utf8.count + head.uri.utf8.count + 12
+        for (name, value) in head.headers { size += name.utf8.count + value.utf8.count + 4 }
+        return size + 2
+    }
+}
+
+/// How the listener that accepted a connection presents itself to the handshake.
+struct ListenerInfo: Sendable {
+    let name: String
+    let isTLS: Bool
+}

@@ -1,0 +1,105 @@
+import Logging
+import NIOCore
+import NIOHTTP1
+import Synchronization
+
+/// What every connection handler shares: per-loop configuration, connection ids, the drain flag and logging.
+final class ProxyEngine: Sendable {
+    let logger: Logger
+    let accessLog: AccessLog
+    private let loops: [ObjectIdentifier: LoopContext]
+    private let nextID = Atomic<UInt64>(1)
+    private let drainingFlag = Atomic<Bool>(false)
+
+    init(loops: [LoopContext], logger: Logger, accessLog: AccessLog) {
+        self.loops = Dictionary(uniqueKeysWithValues: loops.map { (ObjectIdentifier($0.eventLoop), $0) })
+        self.logger = logger
+        self.accessLog = accessLog
+    }
+
+    /// The context of the loop a connection runs on.
+    func loop(_ eventLoop: EventLoop) -> LoopContext {
+        guard let context = self.loops[ObjectIdentifier(eventLoop)] else {
+            preconditionFailure("connection on an event loop the proxy does not own")
+        }
+        return context
+    }
+
+    /// Every loop context.
+    var allLoops: [LoopContext] { Array(self.loops.values) }
+
+    /// A new process-unique connection id.
+    func makeConnectionID() -> UInt64 {
+        self.nextID.add(1, ordering: .relaxed).oldValue
+    }
+
+    /// Whether the proxy is draining: new handshakes get 503.
+    var isDraining: Bool {
+        get { self.drainingFlag.load(ordering: .relaxed) }
+    }
+
+    func startDraining() {
+        self.drainingFlag.store(true, ordering: .relaxed)
+    }
+
+    /// Routes a request and checks it against the route's policy; the refusal says why not.
+    func admit(_ request: UpgradeRequest, on loop: LoopContext) -> Result<Admission, HandshakeRefusal> {
+        if self.isDraining { return .failure(.draining()) }
+        let host = request.authority.flatMap(HostPattern.normalizedHost(fromAuthority:))
+        guard let route = loop.state.routes.match(host: host, path: request.path) else {
+            return .failure(.notFound())
+        }
+        let edits = ForwardedRequest.Edits(
+            target: request.target, subprotocols: nil, dropAuthorization: false, dropCookie: nil, identity: [],
+            key: request.transport == .http2 ? WebSocketAccept.randomKey() : nil
+        )
+        let head = ForwardedRequest.make(from: request, edits: edits)
+        let key = head.headers.first(name: "sec-websocket-key") ?? ""
+        return .success(
+            Admission(route: route, backendRequest: head, expectedAccept: WebSocketAccept.value(forKey: key), subject: nil)
+        )
+    }
+
+    /// Opens the backend WebSocket for an admitted request.
+    func openBackend(_ admission: Admission, on eventLoop: EventLoop) -> EventLoopFuture<BackendAnswer> {
+        let logger = self.logger
+        let route = admission.route.name
+        return BackendConnector.open(
+            pool: admission.route.backend,
+            request: admission.backendRequest,
+            expectedAccept: admission.expectedAccept,
+            settings: .init(bufferBytes: admission.route.config.limits.bufferBytes),
+            eventLoop: eventLoop,
+            onFailure: { failure in
+                logger.warning(
+                    "backend attempt failed",
+                    metadata: ["route": "\(route)", "server": "\(failure.server)", "error": "\(failure)"]
+                )
+            }
+        )
+    }
+
+    /// Registers a relayed connection on its loop.
+    func register(_ session: RelaySession, on loop: LoopContext) {
+        loop.sessions[session.record.id] = session
+    }
+
+    /// Unregisters a finished connection and writes its access record.
+    func finished(_ session: RelaySession, route: ActiveRoute, on loop: LoopContext) {
+        loop.sessions.removeValue(forKey: session.record.id)
+        route.counters.active.subtract(1, ordering: .relaxed)
+        self.accessLog.connectionEnded(session.record)
+    }
+}
+
+/// A request that passed routing and policy, with what to send the backend.
+struct Admission {
+    /// The route chosen.
+    let route: ActiveRoute
+    /// The upgrade request for the backend.
+    let backendRequest: HTTPRequestHead
+    /// The `Sec-WebSocket-Accept` the backend must answer.
+    let expectedAccept: String
+    /// Authenticated subject, if any.
+    let subject: String?
+}

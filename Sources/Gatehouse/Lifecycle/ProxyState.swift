@@ -1,0 +1,42 @@
+import NIOCore
+import NIOSSL
+
+/// One configuration made ready to serve: routes resolved to backend pools, TLS contexts built.
+///
+/// Immutable; a reload builds a new one and hands it to every event loop, while connections keep the route they
+/// were admitted with.
+final class ProxyState: Sendable {
+    /// The configuration it was built from.
+    let config: ProxyConfig
+    /// Routing table.
+    let routes: RouteTable<ActiveRoute>
+    /// TLS contexts of listeners, by listener name.
+    let listenerTLS: [String: ListenerTLSContext]
+    /// Increases with every successful reload.
+    let generation: Int
+
+    init(config: ProxyConfig, routes: [ActiveRoute], listenerTLS: [String: ListenerTLSContext], generation: Int) {
+        self.config = config
+        self.routes = RouteTable(routes.map { (host: $0.config.host, path: $0.config.path, route: $0) })
+        self.listenerTLS = listenerTLS
+        self.generation = generation
+    }
+}
+
+/// A route ready to serve: its configuration and the pool of its backend.
+final class ActiveRoute: Sendable {
+    /// The route as configured.
+    let config: RouteConfig
+    /// Where its connections go.
+    let backend: BackendPool
+    /// Live-connection counters, shared by every generation of a route with this name.
+    let counters: RouteCounters
+
+    init(config: RouteConfig, backend: BackendPool, counters: RouteCounters) {
+        self.config = config
+        self.backend = backend
+        self.counters = counters
+    }
+
+    var name: String { self.config.name }
+}

@@ -1,0 +1,55 @@
+import NIOCore
+
+/// What the proxy knows about one relayed connection: identity, counters and how it ended.
+///
+/// Owned by the connection's event loop; the access log and the admin API read it there.
+final class ConnectionRecord {
+    /// Process-unique id.
+    let id: UInt64
+    /// Listener that accepted the client.
+    let listener: String
+    /// Route chosen.
+    let route: String
+    /// Client address as `IP:PORT`.
+    let client: String
+    /// Client IP alone.
+    let clientIP: String
+    /// HTTP version that carried the upgrade.
+    let transport: UpgradeRequest.Transport
+    /// Authenticated subject, if a token admitted the connection.
+    let subject: String?
+    /// Backend server that answered.
+    let backendServer: String
+    /// When the request head arrived.
+    let started: NIODeadline
+    /// Wall-clock start, for the admin API.
+    let startedWallClock: Double
+
+    /// Bytes read from the client and forwarded.
+    var bytesFromClient = 0
+    /// Bytes read from the backend and forwarded.
+    var bytesFromBackend = 0
+    /// Largest outbound backlog seen toward either peer (bytes queued in the proxy), for tests and the admin API.
+    var peakBufferedBytes = 0
+
+    init(
+        id: UInt64, listener: String, route: String, request: UpgradeRequest, subject: String?, backendServer: String,
+        started: NIODeadline, startedWallClock: Double
+    ) {
+        self.id = id
+        self.listener = listener
+        self.route = route
+        self.client = request.clientAddress.map(Self.describe) ?? "-"
+        self.clientIP = request.clientIP
+        self.transport = request.transport
+        self.subject = subject
+        self.backendServer = backendServer
+        self.started = started
+        self.startedWallClock = startedWallClock
+    }
+
+    static func describe(_ address: SocketAddress) -> String {
+        guard let ip = address.ipAddress, let port = address.port else { return "\(address)" }
+        return ip.contains(":") ? "[\(ip)]:\(port)" : "\(ip):\(port)"
+    }
+}

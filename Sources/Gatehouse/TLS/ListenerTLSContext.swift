@@ -1,0 +1,85 @@
+import Foundation
+import Logging
+import NIOSSL
+import X509
+
+/// The TLS server context of one listener: certificates chosen by SNI, TLS 1.2 or newer, ALPN.
+///
+/// Building one reads files and parses keys, so it happens off the event loops (start-up and reload); the
+/// result is immutable and shared by every connection accepted while it is current.
+struct ListenerTLSContext: Sendable {
+    /// The context new connections are handed.
+    let context: NIOSSLContext
+    /// SAN names of each certificate, for logs.
+    let names: [[String]]
+
+    /// Loads the listener's certificates (or generates the self-signed one) and builds the context.
+    static func make(
+        config: ListenerTLSConfig,
+        listener: String,
+        selfSigned: SelfSignedCertificate?,
+        file: String,
+        position: ConfigPosition
+    ) throws(ConfigError) -> ListenerTLSContext {
+        var chains: [([NIOSSLCertificate], NIOSSLPrivateKey)] = []
+        var names: [[String]] = []
+        for pair in config.certificates {
+            let chain: [NIOSSLCertificate]
+            let key: NIOSSLPrivateKey
+            do {
+                chain = try NIOSSLCertificate.fromPEMFile(pair.cert)
+            } catch {
+                throw position.error("listener '\(listener)': cannot load certificate \(pair.cert): \(error)")
+            }
+            guard !chain.isEmpty else { throw position.error("listener '\(listener)': \(pair.cert) holds no certificate") }
+            do {
+                key = try NIOSSLPrivateKey(file: pair.key, format: .pem)
+            } catch {
+                throw position.error("listener '\(listener)': cannot load private key \(pair.key): \(error)")
+            }
+            chains.append((chain, key))
+            names.append(Self.dnsNames(of: chain[0]))
+        }
+        if config.selfSigned, let selfSigned {
+            chains.append(([selfSigned.certificate], selfSigned.privateKey))
+            names.append(["localhost"])
+        }
+        guard let first = chains.first else {
+            throw position.error("listener '\(listener)': no certificate")
+        }
+        var tls = TLSConfiguration.makeServerConfiguration(
+            certificateChain: first.0.map { .certificate($0) },
+            privateKey: .privateKey(first.1)
+        )
+        tls.minimumTLSVersion = config.minVersion == .v1_3 ? .tlsv13 : .tlsv12
+        tls.applicationProtocols = config.alpn
+        if chains.count > 1 {
+            let selector = CertificateSelector(namesPerCertificate: names)
+            let overrides: [NIOSSLContextConfigurationOverride] = chains.map { chain in
+                var override = NIOSSLContextConfigurationOverride()
+                override.certificateChain = chain.0.map { .certificate($0) }
+                override.privateKey = .privateKey(chain.1)
+                return override
+            }
+            tls.sslContextCallback = { values, promise in
+                promise.succeed(overrides[selector.select(serverName: values.serverHostname)])
+            }
+        }
+        do {
+            return ListenerTLSContext(context: try NIOSSLContext(configuration: tls), names: names)
+        } catch {
+            throw position.error("listener '\(listener)': the certificate and key do not make a TLS context: \(error)")
+        }
+    }
+
+    /// DNS names from the subject alternative names of a certificate.
+    static func dnsNames(of certificate: NIOSSLCertificate) -> [String] {
+        guard let der = try? certificate.toDERBytes(), let parsed = try? Certificate(derEncoded: der),
+            let sans = try? parsed.extensions.subjectAlternativeNames
+        else { return [] }
+        return sans.compactMap { name in
+            if case .dnsName(let dns) = name { return dns }
+            return nil
+        }
+    }
+}

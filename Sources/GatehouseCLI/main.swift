@@ -1,0 +1,97 @@
+import ArgumentParser
+import Foundation
+import Gatehouse
+import Logging
+import ServiceLifecycle
+
+@main
+struct GatehouseCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gatehouse",
+        abstract: "A TLS-terminating reverse proxy for WebSocket traffic.",
+        version: GatehouseVersion.string,
+        subcommands: [Run.self, Check.self, Echo.self, Version.self],
+        defaultSubcommand: Run.self
+    )
+}
+
+struct Run: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the proxy (the default command).")
+
+    @Option(name: .shortAndLong, help: "Configuration file.")
+    var config: String = "proxy.yaml"
+
+    func run() async throws {
+        let proxyConfig: ProxyConfig
+        do {
+            proxyConfig = try ConfigLoader.load(path: self.config)
+        } catch {
+            FileHandle.standardError.write(Data("\(error)\n".utf8))
+            throw ExitCode(1)
+        }
+        let log = proxyConfig.log
+        LoggingSystem.bootstrap { label in GatehouseLogHandler(label: label, level: log.level, format: log.format) }
+        let logger = Logger(label: "gatehouse")
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: GatehouseService(config: proxyConfig, logger: logger))],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                cancellationSignals: [],
+                logger: logger
+            )
+        )
+        do {
+            try await group.run()
+        } catch {
+            logger.critical("stopped", metadata: ["error": "\(error)"])
+            LogWriter.standardError.flush()
+            throw ExitCode(1)
+        }
+        LogWriter.standardError.flush()
+    }
+}
+
+struct Check: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Validate a configuration file; exit 0 if valid, 1 if not.")
+
+    @Argument(help: "Configuration file.")
+    var path: String = "proxy.yaml"
+
+    func run() throws {
+        do {
+            let config = try ConfigLoader.load(path: self.path)
+            try ConfigCheck.verifyFiles(config)
+            print("\(self.path): OK (\(config.listeners.count) listeners, \(config.backends.count) backends, \(config.routes.count) routes)")
+        } catch {
+            FileHandle.standardError.write(Data("\(error)\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+}
+
+struct Echo: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the WebSocket echo server (a test backend).")
+
+    @Option(help: "HOST:PORT to listen on.")
+    var bind: String = "127.0.0.1:9001"
+
+    @Option(help: "Event-loop threads (default: one per core).")
+    var threads: Int?
+
+    func run() async throws {
+        guard let address = BindAddress(parsing: self.bind) else {
+            throw ValidationError("--bind must be HOST:PORT")
+        }
+        try await EchoServer.serve(address: address, threads: self.threads) { bound in
+            print("echo server listening on \(bound.map { "\($0)" } ?? self.bind)")
+        }
+    }
+}
+
+struct Version: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print the version.")
+
+    func run() {
+        print("gatehouse \(GatehouseVersion.string)")
+    }
+}
