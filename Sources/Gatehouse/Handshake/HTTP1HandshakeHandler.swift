@@ -197,17 +197,24 @@ final class HTTP1HandshakeHandler: ChannelDuplexHandler, RemovableChannelHandler
             _ = client.removeHandler(context: context)
             _ = client.removeHandler(try client.handler(type: HTTPResponseEncoder.self))
             _ = client.removeHandler(try client.handler(type: HeadSizeGuard.self))
-            // Removing the decoders hands on the bytes they hold past the heads: a pipelined first frame from the
-            // client, frames the backend sent right after its 101.
-            _ = client.removeHandler(try client.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self))
-            _ = backend.removeHandler(try backend.handler(type: ByteToMessageHandler<HTTPResponseDecoder>.self))
+            // Removing the decoders hands on the bytes they hold past the heads: frames the backend sent right
+            // after its 101, a pipelined first frame from the client. Decoder removal completes on a later loop
+            // tick; the relay starts (flushing what they handed over) once both are out. The backend's decoder goes
+            // first: it also watches outbound writes, and the client's bytes are about to be written through it.
+            let backendDecoder = backend.removeHandler(try backend.handler(type: ByteToMessageHandler<HTTPResponseDecoder>.self))
+            let clientDecoder = client.removeHandler(try client.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self))
+            backendDecoder.and(clientDecoder).assumeIsolated().whenComplete { result in
+                switch result {
+                case .success: session.start()
+                case .failure: session.abort()
+                }
+            }
         } catch {
             self.engine.logger.error("splice failed", metadata: ["error": "\(error)"])
             upgrade.channel.close(promise: nil)
             context.close(promise: nil)
             return
         }
-        session.start()
     }
 
     // MARK: Refusals

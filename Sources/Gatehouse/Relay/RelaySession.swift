@@ -37,12 +37,20 @@ final class RelaySession {
         }
     }
 
+    /// Whether reads from `side` are held back by backpressure.
+    func isReadPaused(_ side: RelaySide) -> Bool {
+        self[side].readParked
+    }
+
     func attach(_ side: RelaySide, context: ChannelHandlerContext) {
         self[side].context = context
     }
 
-    /// Starts reading on both sides once both handlers are in place.
+    /// Starts relaying once both handlers are in place: flushes what the decoders handed over when they were
+    /// removed (those reads have no read-complete of their own), then starts reading on both sides.
     func start() {
+        self.readComplete(from: .client)
+        self.readComplete(from: .backend)
         self.client.context?.read()
         self.backend.context?.read()
     }

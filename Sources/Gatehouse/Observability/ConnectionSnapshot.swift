@@ -1,0 +1,60 @@
+import NIOCore
+
+/// A point-in-time view of one relayed connection, safe to hand across threads (admin API, tests).
+public struct ConnectionSnapshot: Sendable, Equatable {
+    /// Process-unique id.
+    public var id: UInt64
+    /// Listener that accepted it.
+    public var listener: String
+    /// Route it was admitted on.
+    public var route: String
+    /// Client `IP:PORT`.
+    public var client: String
+    /// Authenticated subject.
+    public var subject: String?
+    /// `http/1.1` or `h2`.
+    public var transport: String
+    /// Backend server.
+    public var backend: String
+    /// Seconds since the request head arrived.
+    public var ageSeconds: Double
+    /// Bytes read from the client.
+    public var bytesFromClient: Int
+    /// Bytes read from the backend.
+    public var bytesFromBackend: Int
+    /// Largest backlog queued toward either peer so far.
+    public var peakBufferedBytes: Int
+    /// Whether reading from the client is paused because the backend is not taking bytes.
+    public var clientReadPaused: Bool
+    /// Whether reading from the backend is paused because the client is not taking bytes.
+    public var backendReadPaused: Bool
+}
+
+extension RelaySession {
+    /// The connection as it is now. Call on its event loop.
+    func snapshot(now: NIODeadline) -> ConnectionSnapshot {
+        let record = self.record
+        return ConnectionSnapshot(
+            id: record.id, listener: record.listener, route: record.route, client: record.client,
+            subject: record.subject, transport: record.transport.rawValue, backend: record.backendServer,
+            ageSeconds: Double((now - record.started).nanoseconds) / 1e9, bytesFromClient: record.bytesFromClient,
+            bytesFromBackend: record.bytesFromBackend, peakBufferedBytes: record.peakBufferedBytes,
+            clientReadPaused: self.isReadPaused(.client), backendReadPaused: self.isReadPaused(.backend)
+        )
+    }
+}
+
+extension GatehouseServer {
+    /// Every live relayed connection, gathered from each event loop.
+    public func connections() async -> [ConnectionSnapshot] {
+        var result: [ConnectionSnapshot] = []
+        for loop in self.engine.allLoops {
+            let snapshots = try? await loop.eventLoop.submit {
+                let now = NIODeadline.now()
+                return loop.sessions.values.map { $0.snapshot(now: now) }
+            }.get()
+            result += snapshots ?? []
+        }
+        return result.sorted { $0.id < $1.id }
+    }
+}

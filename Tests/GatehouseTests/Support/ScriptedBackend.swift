@@ -1,0 +1,82 @@
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+
+/// A request head read by a scripted backend.
+struct TestRequestHead {
+    var method: String
+    var target: String
+    var headers: [(String, String)]
+
+    func header(_ name: String) -> String? {
+        self.headers.first { $0.0.lowercased() == name.lowercased() }?.1
+    }
+
+    func headers(_ name: String) -> [String] {
+        self.headers.filter { $0.0.lowercased() == name.lowercased() }.map(\.1)
+    }
+}
+
+/// A backend whose every move the test scripts: it accepts connections and hands each to the test as a
+/// ``TestClient`` (the same raw peer the client side uses).
+final class ScriptedBackend: Sendable {
+    let channel: Channel
+    private let accepted: NIOLockedValueBox<[TestClient]>
+    private let waiter: InboundCollector
+
+    private init(channel: Channel, accepted: NIOLockedValueBox<[TestClient]>, waiter: InboundCollector) {
+        self.channel = channel
+        self.accepted = accepted
+        self.waiter = waiter
+    }
+
+    var port: Int { self.channel.localAddress?.port ?? 0 }
+
+    static func start() async throws -> ScriptedBackend {
+        let accepted = NIOLockedValueBox<[TestClient]>([])
+        let group = MultiThreadedEventLoopGroup.singleton
+        // A collector used only as a wake-up signal when a connection is accepted.
+        let signal = InboundCollector(eventLoop: group.next())
+        let channel = try await ServerBootstrap(group: group)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.allowRemoteHalfClosure, value: true)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let collector = InboundCollector(eventLoop: channel.eventLoop)
+                    try channel.pipeline.syncOperations.addHandler(collector)
+                    accepted.withLockedValue { $0.append(TestClient(channel: channel, inbound: collector)) }
+                    signal.poke()
+                }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+        return ScriptedBackend(channel: channel, accepted: accepted, waiter: signal)
+    }
+
+    /// The next accepted connection.
+    func accept(timeout: TimeAmount = .seconds(10)) async throws -> TestClient {
+        try await self.waiter.wait(timeout: timeout, what: "a backend connection") { _, _ in
+            self.accepted.withLockedValue { list in list.isEmpty ? nil : list.removeFirst() }
+        }
+    }
+
+    func stop() async {
+        try? await self.channel.close()
+    }
+}
+
+extension TestClient {
+    /// Reads a request head (backend side).
+    func readRequestHead(timeout: TimeAmount = .seconds(10)) async throws -> TestRequestHead {
+        let head = try await self.readHead(timeout: timeout, requestLine: true)
+        return head
+    }
+
+    /// Answers a WebSocket upgrade with a correct 101.
+    func accept(_ request: TestRequestHead, extra: [(String, String)] = []) async throws {
+        let key = request.header("sec-websocket-key") ?? ""
+        var text = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        text += "Sec-WebSocket-Accept: \(TestClient.acceptValue(key))\r\n"
+        for (name, value) in extra { text += "\(name): \(value)\r\n" }
+        try await self.send(text + "\r\n")
+    }
+}
