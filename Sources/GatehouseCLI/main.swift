@@ -51,16 +51,16 @@ struct Run: AsyncParsableCommand {
     }
 }
 
-struct Check: ParsableCommand {
+struct Check: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Validate a configuration file; exit 0 if valid, 1 if not.")
 
     @Argument(help: "Configuration file.")
     var path: String = "proxy.yaml"
 
-    func run() throws {
+    func run() async throws {
         do {
             let config = try ConfigLoader.load(path: self.path)
-            try ConfigCheck.verifyFiles(config)
+            try await ConfigCheck.verifyFiles(config)
             print("\(self.path): OK (\(config.listeners.count) listeners, \(config.backends.count) backends, \(config.routes.count) routes)")
         } catch {
             FileHandle.standardError.write(Data("\(error)\n".utf8))

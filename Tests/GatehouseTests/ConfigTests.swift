@@ -160,11 +160,11 @@ struct ConfigTests {
         #expect(ConfigValueParser.byteSize("99999999999999999999") == nil)
     }
 
-    @Test func shippedConfigIsValid() throws {
+    @Test func shippedConfigIsValid() async throws {
         let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("proxy.yaml")
         let config = try ConfigLoader.load(path: url.path)
-        try ConfigCheck.verifyFiles(config)
+        try await ConfigCheck.verifyFiles(config)
         #expect(config.backends.contains { $0.kind == .builtinEcho })
         #expect(config.listeners.contains { $0.tls?.selfSigned == true })
     }

@@ -1,8 +1,11 @@
-/// Checks of a configuration that need the files it names (certificates, keys, CA files), as `gatehouse check`
+import Foundation
+
+/// Checks of a configuration that need the files and variables it names (certificates, keys, CA files, JWKS,
+/// token files, secrets), as `gatehouse check`
 /// and start-up do. Reads files: call it off the event loops.
 public enum ConfigCheck {
     /// Loads every certificate, key and CA the configuration names, failing on the first that does not load.
-    public static func verifyFiles(_ config: ProxyConfig) throws(ConfigError) {
+    public static func verifyFiles(_ config: ProxyConfig) async throws(ConfigError) {
         var selfSigned: [String: SelfSignedCertificate] = [:]
         for listener in config.listeners where listener.tls?.selfSigned == true {
             do {
@@ -11,7 +14,9 @@ public enum ConfigCheck {
                 throw listener.position.error("cannot generate a self-signed certificate: \(error)")
             }
         }
-        _ = try ProxyStateBuilder(echoAddress: BindAddress(host: "127.0.0.1", port: 1), selfSigned: selfSigned, counters: [:])
-            .build(config, generation: 0)
+        _ = try await ProxyStateBuilder(
+            echoAddress: BindAddress(host: "127.0.0.1", port: 1), selfSigned: selfSigned, counters: [:],
+            environment: ProcessInfo.processInfo.environment
+        ).build(config, generation: 0)
     }
 }

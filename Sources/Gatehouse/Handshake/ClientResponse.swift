@@ -10,12 +10,16 @@ enum ClientResponse {
 
     /// The 101 for the client: the backend's headers (protocol, extensions, cookies) with the upgrade headers
     /// set by the proxy.
-    static func switchingProtocols(from backend: HTTPResponseHead) -> HTTPResponseHead {
+    /// `subprotocol` is answered when the backend selected none (the client offered only its token entry).
+    static func switchingProtocols(from backend: HTTPResponseHead, subprotocol: String?) -> HTTPResponseHead {
         var headers = HTTPHeaders()
         headers.add(name: "Upgrade", value: "websocket")
         headers.add(name: "Connection", value: "Upgrade")
         for (name, value) in backend.headers where !Self.hopByHop.contains(name.lowercased()) {
             headers.add(name: name, value: value)
+        }
+        if let subprotocol, !headers.contains(name: "sec-websocket-protocol") {
+            headers.add(name: "Sec-WebSocket-Protocol", value: subprotocol)
         }
         return HTTPResponseHead(version: .http1_1, status: .switchingProtocols, headers: headers)
     }

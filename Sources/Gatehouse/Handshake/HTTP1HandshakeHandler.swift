@@ -135,29 +135,48 @@ final class HTTP1HandshakeHandler: ChannelDuplexHandler, RemovableChannelHandler
             return
         }
         let loop = self.engine.loop(context.eventLoop)
-        let admission: Admission
-        switch self.engine.admit(request, on: loop) {
+        let route: ActiveRoute
+        switch self.engine.route(request, on: loop) {
         case .failure(let refusal):
             self.refuse(refusal, request: request, route: nil, context: context)
             return
-        case .success(let admitted):
-            admission = admitted
+        case .success(let matched):
+            route = matched
         }
         if let refusal = HTTP1UpgradeValidator.validateUpgrade(head) {
-            self.refuse(refusal, request: request, route: admission.route.name, context: context)
+            self.refuse(refusal, request: request, route: route.name, context: context)
             return
         }
+        HandshakePolicy.authorize(request, route: route, on: context.eventLoop).assumeIsolated().whenComplete { result in
+            switch result {
+            case .success(let admission):
+                guard case .admitting = self.state else {
+                    admission.ticket.release()
+                    return
+                }
+                self.connectBackend(admission, request: request, loop: loop, context: context)
+            case .failure(let error):
+                let refusal = (error as? HandshakeRefusal) ?? HandshakeRefusal(.internalServerError, "policy check failed")
+                self.refuse(refusal, request: request, route: route.name, context: context)
+            }
+        }
+    }
+
+    private func connectBackend(_ admission: Admission, request: UpgradeRequest, loop: LoopContext, context: ChannelHandlerContext) {
         self.engine.openBackend(admission, on: context.eventLoop).assumeIsolated().whenComplete { result in
             switch result {
             case .success(.upgraded(let upgrade)):
                 guard case .admitting = self.state else {
+                    admission.ticket.release()
                     upgrade.channel.close(promise: nil)
                     return
                 }
                 self.splice(upgrade, admission: admission, request: request, loop: loop, context: context)
             case .success(.refused(let server, let head, let body)):
+                admission.ticket.release()
                 self.relayRefusal(head: head, body: body, server: server, request: request, admission: admission, context: context)
             case .failure(let error):
+                admission.ticket.release()
                 let failure = (error as? BackendFailure) ?? .connectFailed("-", "\(error)")
                 self.refuse(failure.refusal, request: request, route: admission.route.name, backend: failure.server, context: context)
             }
@@ -172,17 +191,17 @@ final class HTTP1HandshakeHandler: ChannelDuplexHandler, RemovableChannelHandler
         let limits = route.config.limits
         let record = ConnectionRecord(
             id: self.engine.makeConnectionID(), listener: self.listener.name, route: route.name, request: request,
-            subject: admission.subject, backendServer: upgrade.server.description, started: self.started,
+            subject: admission.identity?.subject, backendServer: upgrade.server.description, started: self.started,
             startedWallClock: Date().timeIntervalSince1970
         )
         let engine = self.engine
+        let ticket = admission.ticket
         let session = RelaySession(record: record, closeTimeout: TimeAmount(limits.closeTimeout)) { session in
-            engine.finished(session, route: route, on: loop)
+            engine.finished(session, ticket: ticket, on: loop)
         }
-        route.counters.active.add(1, ordering: .relaxed)
         engine.register(session, on: loop)
 
-        context.write(self.wrapOutboundOut(.head(ClientResponse.switchingProtocols(from: upgrade.head))), promise: nil)
+        context.write(self.wrapOutboundOut(.head(ClientResponse.switchingProtocols(from: upgrade.head, subprotocol: admission.clientSubprotocol))), promise: nil)
         context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: nil)
         do {
             try context.channel.syncOptions?.setOption(

@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import NIOCore
 import NIOPosix
@@ -52,8 +53,9 @@ public final class GatehouseServer: Sendable {
                     metadata: ["listener": "\(listener.name)", "sha256": "\(certificate.fingerprint)"]
                 )
             }
-            let state = try ProxyStateBuilder(echoAddress: echoAddress, selfSigned: selfSigned, counters: [:])
-                .build(config, generation: 1)
+            let state = try await ProxyStateBuilder(
+                echoAddress: echoAddress, selfSigned: selfSigned, counters: [:], environment: ProcessInfo.processInfo.environment
+            ).build(config, generation: 1)
             var loops: [LoopContext] = []
             for loop in group.makeIterator() {
                 loops.append(LoopContext(eventLoop: loop, state: state))

@@ -42,22 +42,14 @@ final class ProxyEngine: Sendable {
         self.drainingFlag.store(true, ordering: .relaxed)
     }
 
-    /// Routes a request and checks it against the route's policy; the refusal says why not.
-    func admit(_ request: UpgradeRequest, on loop: LoopContext) -> Result<Admission, HandshakeRefusal> {
+    /// The route for a request, or 404 (503 while draining).
+    func route(_ request: UpgradeRequest, on loop: LoopContext) -> Result<ActiveRoute, HandshakeRefusal> {
         if self.isDraining { return .failure(.draining()) }
         let host = request.authority.flatMap(HostPattern.normalizedHost(fromAuthority:))
         guard let route = loop.state.routes.match(host: host, path: request.path) else {
             return .failure(.notFound())
         }
-        let edits = ForwardedRequest.Edits(
-            target: request.target, subprotocols: nil, dropAuthorization: false, dropCookie: nil, identity: [],
-            key: request.transport == .http2 ? WebSocketAccept.randomKey() : nil
-        )
-        let head = ForwardedRequest.make(from: request, edits: edits)
-        let key = head.headers.first(name: "sec-websocket-key") ?? ""
-        return .success(
-            Admission(route: route, backendRequest: head, expectedAccept: WebSocketAccept.value(forKey: key), subject: nil)
-        )
+        return .success(route)
     }
 
     /// Opens the backend WebSocket for an admitted request.
@@ -85,9 +77,9 @@ final class ProxyEngine: Sendable {
     }
 
     /// Unregisters a finished connection and writes its access record.
-    func finished(_ session: RelaySession, route: ActiveRoute, on loop: LoopContext) {
+    func finished(_ session: RelaySession, ticket: AdmissionTicket, on loop: LoopContext) {
         loop.sessions.removeValue(forKey: session.record.id)
-        route.counters.active.subtract(1, ordering: .relaxed)
+        ticket.release()
         self.accessLog.connectionEnded(session.record)
     }
 }
@@ -100,6 +92,10 @@ struct Admission {
     let backendRequest: HTTPRequestHead
     /// The `Sec-WebSocket-Accept` the backend must answer.
     let expectedAccept: String
-    /// Authenticated subject, if any.
-    let subject: String?
+    /// Who the token says the client is, when the route requires one.
+    let identity: AuthIdentity?
+    /// Subprotocol to answer the client with when the backend was offered none (the token entry was alone).
+    let clientSubprotocol: String?
+    /// The route's connection slot, returned when the connection ends or is refused later.
+    let ticket: AdmissionTicket
 }

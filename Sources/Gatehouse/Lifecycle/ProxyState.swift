@@ -31,11 +31,14 @@ final class ActiveRoute: Sendable {
     let backend: BackendPool
     /// Live-connection counters, shared by every generation of a route with this name.
     let counters: RouteCounters
+    /// Token requirement; nil when the route needs none.
+    let auth: RouteAuth?
 
-    init(config: RouteConfig, backend: BackendPool, counters: RouteCounters) {
+    init(config: RouteConfig, backend: BackendPool, counters: RouteCounters, auth: RouteAuth?) {
         self.config = config
         self.backend = backend
         self.counters = counters
+        self.auth = auth
     }
 
     var name: String { self.config.name }

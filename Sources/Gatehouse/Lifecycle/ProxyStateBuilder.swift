@@ -11,7 +11,10 @@ struct ProxyStateBuilder {
     /// Route counters from the previous state, by route name.
     var counters: [String: RouteCounters]
 
-    func build(_ config: ProxyConfig, generation: Int) throws(ConfigError) -> ProxyState {
+    /// Environment variables (HMAC secrets, admin token).
+    var environment: [String: String]
+
+    func build(_ config: ProxyConfig, generation: Int) async throws(ConfigError) -> ProxyState {
         var listenerTLS: [String: ListenerTLSContext] = [:]
         for listener in config.listeners {
             guard let tls = listener.tls else { continue }
@@ -24,12 +27,24 @@ struct ProxyStateBuilder {
         for backend in config.backends {
             pools[backend.name] = try self.pool(for: backend)
         }
+        var providers: [String: any AuthProvider] = [:]
+        for provider in config.auth {
+            switch provider.kind {
+            case .jwt(let jwt):
+                providers[provider.name] = try await JWTProvider.load(jwt, name: provider.name, environment: self.environment)
+            case .staticTokens(let file, let position):
+                providers[provider.name] = try StaticTokenProvider.load(path: file, name: provider.name, position: position)
+            }
+        }
         var routes: [ActiveRoute] = []
         for route in config.routes {
             guard let pool = pools[route.backend] else {
                 throw route.backendPosition.error("route '\(route.name)' names backend '\(route.backend)', which does not exist")
             }
-            routes.append(ActiveRoute(config: route, backend: pool, counters: self.counters[route.name] ?? RouteCounters()))
+            let auth = route.auth.map { auth in
+                RouteAuth(providers: auth.providers.compactMap { providers[$0] }, sources: auth.tokenSources, scopes: auth.scopes)
+            }
+            routes.append(ActiveRoute(config: route, backend: pool, counters: self.counters[route.name] ?? RouteCounters(), auth: auth))
         }
         return ProxyState(config: config, routes: routes, listenerTLS: listenerTLS, generation: generation)
     }

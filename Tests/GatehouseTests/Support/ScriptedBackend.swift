@@ -80,3 +80,48 @@ extension TestClient {
         try await self.send(text + "\r\n")
     }
 }
+
+/// A backend that accepts every upgrade with a correct 101 (selecting the first offered subprotocol) and records
+/// the requests it received, for tests about what the proxy forwards.
+final class RecordingBackend: Sendable {
+    let backend: ScriptedBackend
+    private let requests: NIOLockedValueBox<[TestRequestHead]>
+    private let task: Task<Void, Never>
+
+    var port: Int { self.backend.port }
+
+    private init(backend: ScriptedBackend, task: Task<Void, Never>, requests: NIOLockedValueBox<[TestRequestHead]>) {
+        self.backend = backend
+        self.task = task
+        self.requests = requests
+    }
+
+    static func start() async throws -> RecordingBackend {
+        let backend = try await ScriptedBackend.start()
+        let requests = NIOLockedValueBox<[TestRequestHead]>([])
+        let task = Task {
+            while !Task.isCancelled {
+                guard let connection = try? await backend.accept(timeout: .seconds(5)) else { continue }
+                guard let request = try? await connection.readRequestHead() else { continue }
+                requests.withLockedValue { $0.append(request) }
+                let offered = request.header("sec-websocket-protocol")?.split(separator: ",").first
+                    .map { String($0).trimmingCharacters(in: .whitespaces) }
+                try? await connection.accept(request, extra: offered.map { [("Sec-WebSocket-Protocol", $0)] } ?? [])
+                // Like a real server, close once the proxy closes its side.
+                Task {
+                    _ = try? await connection.waitForClose(timeout: .seconds(600))
+                    await connection.close()
+                }
+            }
+        }
+        return RecordingBackend(backend: backend, task: task, requests: requests)
+    }
+
+    /// Requests received so far.
+    var received: [TestRequestHead] { self.requests.withLockedValue { $0 } }
+
+    func stop() async {
+        self.task.cancel()
+        await self.backend.stop()
+    }
+}

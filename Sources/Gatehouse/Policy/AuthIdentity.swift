@@ -1,0 +1,31 @@
+import Foundation
+
+/// Who a token says the client is, once a provider accepted it.
+public struct AuthIdentity: Sendable, Equatable {
+    /// `sub` of a JWT, or the name of a static token.
+    public var subject: String?
+    /// Scopes granted (`scope` or `scp` of a JWT; none for static tokens).
+    public var scopes: [String]
+    /// Name of the provider that accepted the token.
+    public var provider: String
+    /// When the token stops being honoured (`exp` plus leeway); nil when it does not expire.
+    public var expiresAt: Date?
+}
+
+/// A provider's verdict on a token.
+enum AuthVerdict: Sendable {
+    /// The token is valid.
+    case accepted(AuthIdentity)
+    /// The token is meant for this provider but is not valid; the description is safe to send and log.
+    case rejected(String)
+    /// The token is not of this provider's kind (a static provider never heard of it, a JWT provider got a non-JWT).
+    case notApplicable
+}
+
+/// A source of truth for bearer tokens.
+protocol AuthProvider: Sendable {
+    /// The provider's name.
+    var name: String { get }
+    /// Verifies `token` at `now`.
+    func verify(_ token: String, now: Date) async -> AuthVerdict
+}

@@ -1,0 +1,100 @@
+import Foundation
+import NIOCore
+import NIOHTTP1
+
+/// The checks every upgrade goes through once its route is known, whatever HTTP version carried it: Origin,
+/// abuse limits, bearer token and scopes. Produces the ``Admission`` (what to send the backend) or a refusal.
+enum HandshakePolicy {
+    /// Headers carrying the identity the proxy established.
+    static let subjectHeader = "X-Auth-Subject"
+    static let scopesHeader = "X-Auth-Scopes"
+    static let providerHeader = "X-Auth-Provider"
+
+    static func authorize(_ request: UpgradeRequest, route: ActiveRoute, on eventLoop: EventLoop) -> EventLoopFuture<Admission> {
+        if let refusal = OriginPolicy.check(request.headers["origin"], patterns: route.config.origins) {
+            return eventLoop.makeFailedFuture(refusal)
+        }
+        let ticket: AdmissionTicket
+        switch route.counters.admit(ip: request.clientIP, limits: route.config.limits) {
+        case .failure(let refusal): return eventLoop.makeFailedFuture(refusal)
+        case .success(let admitted): ticket = admitted
+        }
+        guard let auth = route.auth else {
+            let edits = ForwardedRequest.Edits(
+                target: request.target, subprotocols: nil, dropAuthorization: false, dropCookie: nil, identity: [],
+                key: request.transport == .http2 ? WebSocketAccept.randomKey() : nil
+            )
+            return eventLoop.makeSucceededFuture(Self.admission(request, route: route, edits: edits, identity: nil, clientSubprotocol: nil, ticket: ticket))
+        }
+        let extracted = auth.extractor.extract(from: request)
+        guard let token = extracted.token else {
+            ticket.release()
+            return eventLoop.makeFailedFuture(auth.missingToken())
+        }
+        let providers = auth.providers
+        return eventLoop.makeFutureWithTask { () -> AuthVerdict in
+            var firstRejection: String?
+            let now = Date()
+            for provider in providers {
+                switch await provider.verify(token, now: now) {
+                case .accepted(let identity): return .accepted(identity)
+                case .rejected(let reason): firstRejection = firstRejection ?? reason
+                case .notApplicable: continue
+                }
+            }
+            return .rejected(firstRejection ?? "unknown token")
+        }.flatMapThrowing { verdict -> Admission in
+            let identity: AuthIdentity
+            switch verdict {
+            case .accepted(let accepted): identity = accepted
+            case .rejected(let reason):
+                ticket.release()
+                throw auth.invalidToken(reason)
+            case .notApplicable:
+                ticket.release()
+                throw auth.invalidToken("unknown token")
+            }
+            let missing = auth.scopes.filter { !identity.scopes.contains($0) }
+            guard missing.isEmpty else {
+                ticket.release()
+                throw auth.insufficientScope(missing)
+            }
+            var headers: [(String, String)] = []
+            if let subject = identity.subject { headers.append((Self.subjectHeader, subject)) }
+            headers.append((Self.scopesHeader, identity.scopes.joined(separator: " ")))
+            headers.append((Self.providerHeader, identity.provider))
+            let readsHeader = auth.sources.contains(.header)
+            let cookie = auth.sources.compactMap { source -> String? in
+                if case .cookie(let name) = source { return name }
+                return nil
+            }.first
+            let edits = ForwardedRequest.Edits(
+                target: extracted.target,
+                subprotocols: extracted.remainingSubprotocols,
+                dropAuthorization: readsHeader && !route.config.forwardToken,
+                dropCookie: cookie,
+                identity: headers,
+                key: request.transport == .http2 ? WebSocketAccept.randomKey() : nil
+            )
+            // A browser that offered only the token entry fails a handshake whose answer selects no protocol:
+            // answer it with that entry itself.
+            let answerToken = extracted.tokenSubprotocol != nil && extracted.remainingSubprotocols?.isEmpty == true
+            return Self.admission(
+                request, route: route, edits: edits, identity: identity,
+                clientSubprotocol: answerToken ? extracted.tokenSubprotocol : nil, ticket: ticket
+            )
+        }
+    }
+
+    private static func admission(
+        _ request: UpgradeRequest, route: ActiveRoute, edits: ForwardedRequest.Edits, identity: AuthIdentity?,
+        clientSubprotocol: String?, ticket: AdmissionTicket
+    ) -> Admission {
+        let head = ForwardedRequest.make(from: request, edits: edits)
+        let key = head.headers.first(name: "sec-websocket-key") ?? ""
+        return Admission(
+            route: route, backendRequest: head, expectedAccept: WebSocketAccept.value(forKey: key), identity: identity,
+            clientSubprotocol: clientSubprotocol, ticket: ticket
+        )
+    }
+}

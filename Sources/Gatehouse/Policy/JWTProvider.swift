@@ -1,0 +1,96 @@
+import Foundation
+import JWTKit
+
+/// Verifies JSON Web Tokens with jwt-kit: HMAC secrets and JWKS public keys, a fixed list of algorithms, `kid`
+/// matching, issuer, audience and time claims with leeway.
+///
+/// The algorithm a token claims must be in the configured list and fit the key it names, so `alg: none` and
+/// algorithm confusion (an HS token checked against an RSA public key) are refused before any signature check.
+final class JWTProvider: AuthProvider {
+    /// A public key from the JWKS with what is needed to check a token's `alg` against it.
+    struct PublicKey: Sendable {
+        let keys: JWTKeyCollection
+        let keyType: String
+        let algorithm: String?
+        let curve: String?
+    }
+
+    let name: String
+    private let algorithms: Set<String>
+    private let hmac: [String: JWTKeyCollection]
+    private let publicKeys: [String: PublicKey]
+    private let issuer: String?
+    private let audience: String?
+    private let leeway: TimeInterval
+
+    init(name: String, config: JWTProviderConfig, hmac: [String: JWTKeyCollection], publicKeys: [String: PublicKey]) {
+        self.name = name
+        self.algorithms = Set(config.algorithms)
+        self.hmac = hmac
+        self.publicKeys = publicKeys
+        self.issuer = config.issuer
+        self.audience = config.audience
+        let (seconds, attoseconds) = config.leeway.components
+        self.leeway = TimeInterval(seconds) + TimeInterval(attoseconds) / 1e18
+    }
+
+    func verify(_ token: String, now: Date) async -> AuthVerdict {
+        guard let header = JWTHeaderFields.parse(token) else { return .notApplicable }
+        guard let algorithm = header.alg, algorithm != "none", self.algorithms.contains(algorithm) else {
+            return .rejected("algorithm \(header.alg ?? "(none)") is not accepted")
+        }
+        let keys: JWTKeyCollection
+        if algorithm.hasPrefix("HS") {
+            guard let secret = self.hmac[algorithm] else { return .rejected("algorithm \(algorithm) is not accepted") }
+            keys = secret
+        } else {
+            guard let key = self.publicKey(for: header.kid) else {
+                return .rejected(header.kid == nil ? "token has no kid" : "unknown key id")
+            }
+            guard Self.algorithm(algorithm, fits: key) else {
+                return .rejected("algorithm \(algorithm) does not match the key")
+            }
+            keys = key.keys
+        }
+        let claims: JWTClaimsPayload
+        do {
+            claims = try await keys.verify(token, as: JWTClaimsPayload.self)
+        } catch let error as JWTError where error.errorType == .signatureVerificationFailed {
+            return .rejected("bad signature")
+        } catch {
+            return .rejected("token could not be verified")
+        }
+        return self.check(claims, now: now)
+    }
+
+    private func publicKey(for kid: String?) -> PublicKey? {
+        if let kid { return self.publicKeys[kid] }
+        // Without a kid the key is unambiguous only when there is one.
+        return self.publicKeys.count == 1 ? self.publicKeys.values.first : nil
+    }
+
+    private static func algorithm(_ algorithm: String, fits key: PublicKey) -> Bool {
+        if let declared = key.algorithm, declared != algorithm { return false }
+        switch algorithm {
+        case "RS256", "RS384", "RS512", "PS256", "PS384", "PS512": return key.keyType == "RSA"
+        case "ES256": return key.keyType == "EC" && key.curve == "P-256"
+        case "ES384": return key.keyType == "EC" && key.curve == "P-384"
+        case "EdDSA": return key.keyType == "OKP" && key.curve == "Ed25519"
+        default: return false
+        }
+    }
+
+    private func check(_ claims: JWTClaimsPayload, now: Date) -> AuthVerdict {
+        let time = now.timeIntervalSince1970
+        if let exp = claims.exp, time > exp + self.leeway { return .rejected("token expired") }
+        if let nbf = claims.nbf, time + self.leeway < nbf { return .rejected("token not yet valid") }
+        if let issuer = self.issuer, claims.iss != issuer { return .rejected("wrong issuer") }
+        if let audience = self.audience, !(claims.aud ?? []).contains(audience) { return .rejected("wrong audience") }
+        return .accepted(
+            AuthIdentity(
+                subject: claims.sub, scopes: claims.scopes, provider: self.name,
+                expiresAt: claims.exp.map { Date(timeIntervalSince1970: $0 + self.leeway) }
+            )
+        )
+    }
+}
