@@ -197,7 +197,7 @@ struct BackendTests {
         await backend.stop()
     }
 
-    @Test func halfCloseReachesTheOtherSide() async throws {
+    @Test func clientFINWithoutCloseGivesTheBackend1001() async throws {
         let backend = try await ScriptedBackend.start()
         try await TestProxy.with(self.config(servers: [backend.port])) { proxy in
             let client = try await TestClient.connect(port: try proxy.port("plain"))
@@ -206,12 +206,35 @@ struct BackendTests {
             try await upstream.accept(try await upstream.readRequestHead())
             #expect(try await client.readHead().status == 101)
             try await client.shutdownOutput()
+            let close = try await upstream.readFrame()
+            #expect(close.opcode == TestFrame.close)
+            #expect(close.closeCode == 1001)
+            #expect(close.masked)
+            try await upstream.send(TestFrame.encode(opcode: TestFrame.close, payload: TestFrame.closePayload(1001), mask: nil))
             _ = try await upstream.waitForClose()
-            // The other direction still works after the half-close.
-            try await upstream.send(TestFrame.encode(opcode: TestFrame.text, payload: Array("still here".utf8), mask: nil))
-            #expect(try await client.readFrame().payload == Array("still here".utf8))
-            await upstream.close()
             _ = try await client.waitForClose()
+        }
+        await backend.stop()
+    }
+
+    @Test func backendCloseHandshakeReachesTheClientAndBothTCPClose() async throws {
+        let backend = try await ScriptedBackend.start()
+        try await TestProxy.with(self.config(servers: [backend.port])) { proxy in
+            let client = try await TestClient.connect(port: try proxy.port("plain"))
+            try await client.sendUpgrade(path: "/ws/x")
+            let upstream = try await backend.accept()
+            try await upstream.accept(try await upstream.readRequestHead())
+            #expect(try await client.readHead().status == 101)
+            try await upstream.send(TestFrame.encode(opcode: TestFrame.close, payload: TestFrame.closePayload(4001, "bye"), mask: nil))
+            let close = try await client.readFrame()
+            #expect(close.closeCode == 4001)
+            #expect(close.closeReason == "bye")
+            try await client.sendFrame(opcode: TestFrame.close, payload: TestFrame.closePayload(4001))
+            let answer = try await upstream.readFrame()
+            #expect(answer.closeCode == 4001)
+            // The handshake is complete: the proxy closes both TCP connections.
+            _ = try await client.waitForClose()
+            _ = try await upstream.waitForClose()
         }
         await backend.stop()
     }

@@ -382,7 +382,7 @@ struct SecurityPolicyTests {
         try await self.withProxy(limits: "handshakes_per_ip_per_second: 2") { proxy, backend, _ in
             var statuses: [Int] = []
             var retryAfter: String?
-            for _ in 0..<4 {
+            for _ in 0..<10 {
                 let (head, _, client) = try await self.upgrade(proxy, backend, path: "/limited")
                 statuses.append(head.status)
                 if head.status == 429 { retryAfter = head.header("retry-after") }

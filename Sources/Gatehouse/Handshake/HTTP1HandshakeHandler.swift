@@ -196,7 +196,12 @@ final class HTTP1HandshakeHandler: ChannelDuplexHandler, RemovableChannelHandler
         )
         let engine = self.engine
         let ticket = admission.ticket
-        let session = RelaySession(record: record, closeTimeout: TimeAmount(limits.closeTimeout)) { session in
+        let settings = RelaySettings(
+            limits: limits,
+            negotiatedExtensions: upgrade.head.headers["sec-websocket-extensions"].flatMap { HTTPToken.list($0) },
+            expiresAt: route.config.enforceExpiry ? admission.identity?.expiresAt.map(NIODeadline.fromWallClock) : nil
+        )
+        let session = RelaySession(record: record, settings: settings) { session in
             engine.finished(session, ticket: ticket, on: loop)
         }
         engine.register(session, on: loop)

@@ -1,36 +1,65 @@
 import NIOCore
 
-/// Relays one upgraded connection between a client channel and a backend channel on the same event loop.
+/// Relays one WebSocket between a client channel and a backend channel on the same event loop, reading frame
+/// headers in both directions and passing payload bytes on without copying them.
 ///
-/// Bytes read on one side are written to the other without copying. Backpressure: when the channel being written
-/// to passes its high watermark (`buffer_bytes`), reads on the side feeding it are held back until it drains below
-/// the low watermark, so the proxy never holds more than `buffer_bytes` plus one read per direction.
+/// Backpressure: when the channel being written to passes its high watermark (`buffer_bytes`), reads on the side
+/// feeding it are held back until it drains below the low watermark, so the proxy never holds more than
+/// `buffer_bytes` plus one read per direction.
+///
+/// Closing: close frames are relayed with their code and reason, and TCP is closed once both sides have sent and
+/// received one (or `close_timeout` passed). The proxy sends its own close frames (limits, violations, timeouts,
+/// drain) only on a frame boundary of the stream it writes them into.
 final class RelaySession {
-    private struct Peer {
+    struct Peer {
         var context: ChannelHandlerContext?
         var readParked = false
+        var active = true
         var inputClosed = false
         var outputClosed = false
-        var active = true
         var unflushed = false
+        /// A close frame was written toward this peer.
+        var sentClose = false
+        /// This peer sent a close frame (or vanished without one).
+        var receivedClose = false
+        /// A close frame the proxy wants to send to this peer once the stream toward it is on a frame boundary.
+        var pendingClose: ByteBuffer?
+    }
+
+    /// How the connection ended, for the access log.
+    struct Ending {
+        var code: UInt16?
+        var by: String
+        var reason: String
     }
 
     /// What the access log and admin API know of this connection.
     let record: ConnectionRecord
-    private let closeTimeout: TimeAmount
+    let settings: RelaySettings
     private let onEnd: (RelaySession) -> Void
-    private var client = Peer()
-    private var backend = Peer()
+    var client = Peer()
+    var backend = Peer()
+    /// Frames read from the client, toward the backend.
+    var fromClient: FrameScanner
+    /// Frames read from the backend, toward the client.
+    var fromBackend: FrameScanner
+    var ending: Ending?
+    /// Set once the HTTP handlers are out of both pipelines; until then the proxy writes nothing of its own.
+    private(set) var started = false
     private var ended = false
-    private var closeTimer: Scheduled<Void>?
+    var closeTimer: Scheduled<Void>?
+    var tickTimer: Scheduled<Void>?
+    var keepalive = KeepaliveState()
 
-    init(record: ConnectionRecord, closeTimeout: TimeAmount, onEnd: @escaping (RelaySession) -> Void) {
+    init(record: ConnectionRecord, settings: RelaySettings, onEnd: @escaping (RelaySession) -> Void) {
         self.record = record
-        self.closeTimeout = closeTimeout
+        self.settings = settings
         self.onEnd = onEnd
+        self.fromClient = FrameScanner(rules: settings.clientRules)
+        self.fromBackend = FrameScanner(rules: settings.backendRules)
     }
 
-    private subscript(side: RelaySide) -> Peer {
+    subscript(side: RelaySide) -> Peer {
         get { side == .client ? self.client : self.backend }
         set {
             if side == .client { self.client = newValue } else { self.backend = newValue }
@@ -47,33 +76,67 @@ final class RelaySession {
     }
 
     /// Starts relaying once both handlers are in place: flushes what the decoders handed over when they were
-    /// removed (those reads have no read-complete of their own), then starts reading on both sides.
+    /// removed (those reads have no read-complete of their own), starts the timers, then reads on both sides.
     func start() {
+        self.started = true
         self.readComplete(from: .client)
         self.readComplete(from: .backend)
+        self.sendPendingClose(to: .client)
+        self.sendPendingClose(to: .backend)
+        self.finishIfDone()
+        self.startTimers()
         self.client.context?.read()
         self.backend.context?.read()
     }
 
+    // MARK: Reading
+
     func received(_ buffer: ByteBuffer, from side: RelaySide) {
-        let target = side.peer
-        guard let context = self[target].context, !self[target].outputClosed else { return }
         if side == .client {
             self.record.bytesFromClient &+= buffer.readableBytes
         } else {
             self.record.bytesFromBackend &+= buffer.readableBytes
         }
-        context.write(NIOAny(buffer), promise: nil)
+        // Nothing a peer sends after its close frame is relayed.
+        guard !self[side].receivedClose else { return }
+        var buffer = buffer
+        while true {
+            let event = side == .client ? self.fromClient.next(&buffer) : self.fromBackend.next(&buffer)
+            switch event {
+            case .forward(let run):
+                self.forward(run, to: side.peer)
+            case .control(let opcode, let frame, let payload):
+                self.control(opcode: opcode, frame: frame, payload: payload, from: side)
+                if self[side].receivedClose { return }
+            case .violation(let code, let reason):
+                self.violation(by: side, code: code, reason: reason)
+                return
+            case .needMore:
+                self.sendPendingClose(to: side.peer)
+                return
+            }
+        }
+    }
+
+    /// Writes bytes toward `target` unless a close was already sent there.
+    func forward(_ bytes: ByteBuffer, to target: RelaySide) {
+        guard !self[target].sentClose, !self[target].outputClosed, let context = self[target].context else { return }
+        context.write(NIOAny(bytes), promise: nil)
         self[target].unflushed = true
     }
 
     func readComplete(from side: RelaySide) {
-        let target = side.peer
-        guard self[target].unflushed, let context = self[target].context else { return }
-        self[target].unflushed = false
+        self.flush(side.peer)
+    }
+
+    func flush(_ side: RelaySide) {
+        guard self[side].unflushed, let context = self[side].context else { return }
+        self[side].unflushed = false
         context.flush()
         self.sampleBacklog(context)
     }
+
+    // MARK: Backpressure
 
     func readRequested(by side: RelaySide) {
         guard let context = self[side].context else { return }
@@ -93,22 +156,29 @@ final class RelaySession {
         }
     }
 
-    /// The side sent FIN: pass the half-close on, and finish once both directions are done.
+    private func sampleBacklog(_ context: ChannelHandlerContext) {
+        guard let queued = try? context.channel.syncOptions?.getOption(.bufferedWritableBytes) else { return }
+        if queued > self.record.peakBufferedBytes { self.record.peakBufferedBytes = queued }
+    }
+
+    // MARK: Channel events
+
+    /// The side sent FIN.
     func inputClosed(_ side: RelaySide) {
         self[side].inputClosed = true
-        self.shutdownOutput(side.peer)
-        if self[side.peer].inputClosed {
-            self.closeBoth()
-        }
+        if !self[side].receivedClose { self.vanished(side) }
+        self.finishIfDone()
     }
 
     func inactive(_ side: RelaySide) {
         self[side].active = false
         self[side].outputClosed = true
-        if self[side.peer].active {
-            self.closeAfterFlush(side.peer)
-        } else {
+        self[side].inputClosed = true
+        if !self[side].receivedClose { self.vanished(side) }
+        if !self.client.active && !self.backend.active {
             self.end()
+        } else {
+            self.finishIfDone()
         }
     }
 
@@ -116,29 +186,18 @@ final class RelaySession {
         self[side].context?.close(promise: nil)
     }
 
-    /// Closes both sides at once, dropping anything queued (process shutdown).
+    /// Closes both sides at once, dropping anything queued (process shutdown, close timeout).
     func abort() {
         self.client.context?.close(promise: nil)
         self.backend.context?.close(promise: nil)
     }
 
-    /// Closes both sides after flushing what is queued toward them.
-    func closeBoth() {
-        self.closeAfterFlush(.client)
-        self.closeAfterFlush(.backend)
-    }
-
-    private func shutdownOutput(_ side: RelaySide) {
-        guard !self[side].outputClosed, let context = self[side].context else { return }
-        self[side].outputClosed = true
-        context.flush()
-        context.close(mode: .output, promise: nil)
-    }
-
-    private func closeAfterFlush(_ side: RelaySide) {
+    /// Closes `side` after flushing what is queued toward it.
+    func closeAfterFlush(_ side: RelaySide) {
         guard self[side].active, let context = self[side].context else { return }
         if !self[side].outputClosed {
             self[side].outputClosed = true
+            self[side].unflushed = false
             context.flush()
             let promise = context.eventLoop.makePromise(of: Void.self)
             promise.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
@@ -146,28 +205,13 @@ final class RelaySession {
         } else {
             context.close(promise: nil)
         }
-        self.armCloseTimer()
-    }
-
-    /// Bounds the wait for peers that never finish closing.
-    private func armCloseTimer() {
-        guard self.closeTimer == nil, let loop = (self.client.context ?? self.backend.context)?.eventLoop else { return }
-        let contexts = [self.client.context, self.backend.context].compactMap { $0 }
-        let bound = NIOLoopBound(contexts, eventLoop: loop)
-        self.closeTimer = loop.scheduleTask(in: self.closeTimeout) {
-            for context in bound.value { context.close(promise: nil) }
-        }
-    }
-
-    private func sampleBacklog(_ context: ChannelHandlerContext) {
-        guard let queued = try? context.channel.syncOptions?.getOption(.bufferedWritableBytes) else { return }
-        if queued > self.record.peakBufferedBytes { self.record.peakBufferedBytes = queued }
     }
 
     private func end() {
         guard !self.ended else { return }
         self.ended = true
         self.closeTimer?.cancel()
+        self.tickTimer?.cancel()
         self.onEnd(self)
     }
 }

@@ -107,9 +107,14 @@ final class RecordingBackend: Sendable {
                 let offered = request.header("sec-websocket-protocol")?.split(separator: ",").first
                     .map { String($0).trimmingCharacters(in: .whitespaces) }
                 try? await connection.accept(request, extra: offered.map { [("Sec-WebSocket-Protocol", $0)] } ?? [])
-                // Like a real server, close once the proxy closes its side.
+                // Like a real server: answer a close frame, and close once the proxy closes its side.
                 Task {
-                    _ = try? await connection.waitForClose(timeout: .seconds(600))
+                    while let frame = try? await connection.readFrame(timeout: .seconds(600)) {
+                        if frame.opcode == TestFrame.close {
+                            try? await connection.send(TestFrame.encode(opcode: TestFrame.close, payload: Array(frame.payload.prefix(2)), mask: nil))
+                            break
+                        }
+                    }
                     await connection.close()
                 }
             }
