@@ -409,3 +409,53 @@ struct SecurityPolicyTests {
         }
     }
 }
+
+@Suite("Live token expiry")
+struct LiveExpiryTests {
+    @Test func expiredTokenClosesAnOpenConnectionWith1008() async throws {
+        let fixture = try SecurityFixture.make()
+        let backend = try await RecordingBackend.start()
+        let yaml = fixture.config(backendPort: backend.port).replacingOccurrences(of: "leeway: 1s", with: "leeway: 0")
+        try await TestProxy.with(yaml, file: fixture.file) { proxy in
+            let exp = Date().timeIntervalSince1970 + 2
+            let token = try await fixture.keys.sign(TestClaims(sub: "short-lived", exp: exp), algorithm: "HS256")
+            let client = try await TestClient.connect(port: try proxy.port("plain"))
+            try await client.sendUpgrade(path: "/secure/x", extra: [("Authorization", "Bearer \(token)")])
+            #expect(try await client.readHead().status == 101)
+            let close = try await client.readFrame(timeout: .seconds(10))
+            let closedAt = Date().timeIntervalSince1970
+            #expect(close.closeCode == 1008)
+            #expect(close.closeReason == "token expired")
+            #expect(closedAt >= exp - 0.05)
+            #expect(closedAt < exp + 2)
+            try await client.sendFrame(opcode: TestFrame.close, payload: TestFrame.closePayload(1008))
+            _ = try await client.waitForClose()
+            let line = try await proxy.logs.waitForLine(containing: "connection closed")
+            #expect(line.contains("close_code=1008"))
+            #expect(line.contains("closed_by=proxy"))
+            #expect(line.contains("subject=short-lived"))
+            await client.close()
+        }
+        await backend.stop()
+    }
+
+    @Test func enforceExpiryFalseKeepsTheConnection() async throws {
+        let fixture = try SecurityFixture.make()
+        let backend = try await RecordingBackend.start()
+        let yaml = fixture.config(backendPort: backend.port)
+            .replacingOccurrences(of: "leeway: 1s", with: "leeway: 0")
+            .replacingOccurrences(of: "    forward_token: true\n", with: "    forward_token: true\n    enforce_expiry: false\n")
+        try await TestProxy.with(yaml, file: fixture.file) { proxy in
+            let token = try await fixture.keys.sign(TestClaims(sub: "s", exp: Date().timeIntervalSince1970 + 1), algorithm: "HS256")
+            let client = try await TestClient.connect(port: try proxy.port("plain"))
+            try await client.sendUpgrade(path: "/forward", extra: [("Authorization", "Bearer \(token)")])
+            #expect(try await client.readHead().status == 101)
+            // Well past exp the connection still relays (the backend answers the close itself).
+            await #expect(throws: TestError.self) { _ = try await client.readFrame(timeout: .seconds(3)) }
+            try await client.sendFrame(opcode: TestFrame.close, payload: TestFrame.closePayload(1000))
+            #expect(try await client.readFrame().closeCode == 1000)
+            await client.close()
+        }
+        await backend.stop()
+    }
+}

@@ -99,15 +99,24 @@ public final class GatehouseServer: Sendable {
         self.core.withLock { $0.config }
     }
 
-    /// Closes listeners and every connection at once, and stops the event loops if the server made them.
-    public func stop() async {
-        let (listeners, echo) = self.core.withLock { core in
-            let result = (Array(core.listeners.values), core.echo)
+    /// Closes every listener socket (accepted connections are not touched).
+    func closeListeners() async {
+        let listeners = self.core.withLock { core in
+            let result = Array(core.listeners.values)
             core.listeners = [:]
-            core.echo = nil
             return result
         }
         for listener in listeners { try? await listener.channel.close() }
+    }
+
+    /// Closes listeners and every connection at once, and stops the event loops if the server made them.
+    public func stop() async {
+        await self.closeListeners()
+        let echo = self.core.withLock { core in
+            let echo = core.echo
+            core.echo = nil
+            return echo
+        }
         await echo?.stop()
         for loop in self.engine.allLoops {
             try? await loop.eventLoop.submit {

@@ -15,7 +15,9 @@ public struct GatehouseService: Service {
     public func run() async throws {
         let server = try await GatehouseServer.start(config: self.config, logger: self.logger)
         try? await gracefulShutdown()
-        self.logger.notice("shutting down")
+        self.logger.notice("draining", metadata: ["timeout": "\(self.config.admin.drainTimeout)"])
+        await server.drain(timeout: self.config.admin.drainTimeout)
+        self.logger.notice("stopped")
         await server.stop()
     }
 }

@@ -80,7 +80,7 @@ final class ProxyEngine: Sendable {
     func finished(_ session: RelaySession, ticket: AdmissionTicket, on loop: LoopContext) {
         loop.sessions.removeValue(forKey: session.record.id)
         ticket.release()
-        self.accessLog.connectionEnded(session.record)
+        self.accessLog.connectionEnded(session.record, extra: session.accessMetadata)
     }
 }
 

@@ -1,0 +1,40 @@
+import NIOCore
+
+extension GatehouseServer {
+    /// Graceful drain: stop accepting, answer new handshakes 503, send close 1001 "server shutting down" to every
+    /// client and backend, and return when all connections are closed or `timeout` passed (then the stragglers
+    /// are cut). Listeners stay closed; the process may then exit.
+    public func drain(timeout: Duration) async {
+        self.engine.startDraining()
+        await self.closeListeners()
+        for loop in self.engine.allLoops {
+            try? await loop.eventLoop.submit {
+                for session in loop.sessions.values {
+                    session.close(code: CloseCode.goingAway, reason: "server shutting down")
+                }
+            }.get()
+        }
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if await self.liveConnectionCount() == 0 { break }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        for loop in self.engine.allLoops {
+            try? await loop.eventLoop.submit {
+                for session in loop.sessions.values { session.abort() }
+            }.get()
+        }
+    }
+
+    /// Whether a drain has started.
+    public var isDraining: Bool { self.engine.isDraining }
+
+    /// Connections currently relayed, over all loops.
+    public func liveConnectionCount() async -> Int {
+        var count = 0
+        for loop in self.engine.allLoops {
+            count += (try? await loop.eventLoop.submit { loop.sessions.count }.get()) ?? 0
+        }
+        return count
+    }
+}

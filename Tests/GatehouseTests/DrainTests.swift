@@ -1,0 +1,94 @@
+import Foundation
+import NIOCore
+import NIOPosix
+import Testing
+@testable import Gatehouse
+
+/// Graceful drain of a real `gatehouse run` process.
+@Suite("Drain")
+struct DrainTests {
+    /// A loopback port free right now.
+    static func freePort() async throws -> Int {
+        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: 0).get()
+        let port = channel.localAddress?.port ?? 0
+        try await channel.close()
+        return port
+    }
+
+    @Test func sigtermSends1001ToEveryClientAndExitsWithinTheDeadline() async throws {
+        let port = try await Self.freePort()
+        let yaml = """
+            listeners:
+              - name: plain
+                bind: "127.0.0.1:\(port)"
+            backends:
+              - name: demo
+                builtin: echo
+            routes:
+              - name: echo
+                path: "/echo"
+                backend: demo
+                origins: ["*"]
+            admin: { drain_timeout: 3s }
+            """
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("gatehouse-drain-\(UUID().uuidString).yaml").path
+        try yaml.write(toFile: path, atomically: true, encoding: .utf8)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: CLITests.binary)
+        process.arguments = ["run", "--config", path]
+        let log = Pipe()
+        process.standardError = log
+        process.standardOutput = log
+        try process.run()
+        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+
+        // Wait until the listener accepts.
+        var clients: [TestClient] = []
+        let deadline = ContinuousClock.now + .seconds(20)
+        while clients.isEmpty && ContinuousClock.now < deadline {
+            if let client = try? await TestClient.connect(port: port) { clients.append(client) } else { try await Task.sleep(for: .milliseconds(50)) }
+        }
+        clients.append(try await TestClient.connect(port: port))
+        for client in clients {
+            try await client.sendUpgrade(path: "/echo")
+            #expect(try await client.readHead().status == 101)
+        }
+        let signalled = ContinuousClock.now
+        kill(process.processIdentifier, SIGTERM)
+        for client in clients {
+            let close = try await client.readFrame(timeout: .seconds(5))
+            #expect(close.closeCode == 1001)
+            #expect(close.closeReason == "server shutting down")
+        }
+        // One client answers, the other does not: the process still exits by the deadline.
+        try await clients[0].sendFrame(opcode: TestFrame.close, payload: TestFrame.closePayload(1001))
+        let exited = try await withTimeout(10, "the process to exit") {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Int32, Never>) in
+                DispatchQueue.global().async {
+                    process.waitUntilExit()
+                    continuation.resume(returning: process.terminationStatus)
+                }
+            }
+        }
+        #expect(exited == 0)
+        #expect(ContinuousClock.now - signalled < .seconds(5))
+        // New connections are refused once draining started.
+        #expect((try? await TestClient.connect(port: port)) == nil)
+        for client in clients { await client.close() }
+    }
+
+    @Test func drainingRefusesNewHandshakesWith503() async throws {
+        try await TestProxy.with(TestConfig.echo()) { proxy in
+            let early = try await TestClient.connect(port: try proxy.port("plain"))
+            let port = try proxy.port("plain")
+            _ = port
+            await proxy.server.drain(timeout: .milliseconds(200))
+            // A connection accepted before the drain, whose head arrives after it, is answered 503.
+            try await early.sendUpgrade(path: "/echo")
+            let (head, body) = try await early.readResponse()
+            #expect(head.status == 503)
+            #expect(body == "server shutting down\n")
+            #expect(head.header("retry-after") == "5")
+        }
+    }
+}
