@@ -28,6 +28,9 @@ ROWS = [
      lambda r: r["rssPerConnectionBytes"] / 1024 if r.get("rssPerConnectionBytes") is not None else None, False, 2),
     ("s5_rate", "5. TLS handshakes, {hs} parallel", "handshakes/s", "s5_handshake_tls", lambda r: r["handshakesPerSecond"], True, 0),
     ("s5_p99", "", "p99 µs", "s5_handshake_tls", lambda r: r["latencyMicros"]["p99"], False, 0),
+    ("s5_cpu", "", "proxy CPU µs / handshake", "s5_handshake_tls",
+     lambda r: r["watchedCPUSeconds"] / r["handshakes"] * 1e6 if r.get("watchedCPUSeconds") is not None and r["handshakes"] else None,
+     False, 0),
     ("s6_cpu", "6. proxy CPU in scenario 1", "CPU s / 1M msgs", "s1_plain64",
      lambda r: r["watchedCPUSeconds"] / r["messages"] * 1e6 if r.get("watchedCPUSeconds") is not None and r["messages"] else None,
      False, 2),
@@ -89,6 +92,7 @@ def main():
         "quick": env.get("QUICK", "0") == "1",
         "reps": int(env.get("REPS", "0")),
         "durationSeconds": float(env.get("DURATION", "0")),
+        "largeDurationSeconds": float(env.get("LARGE_DURATION", "0")),
         "warmupSeconds": float(env.get("WARMUP", "0")),
         "connections": int(env.get("CONNS", "0")),
         "idleConnections": int(env.get("IDLE_CONNS", "0")),
@@ -136,7 +140,8 @@ def markdown(meta, rows, problems):
         f'{meta["loadAverageAtStart"]} at start, {meta["loadAverageAtEnd"]} at end'
         + (" (QUICK smoke run: numbers are not meaningful)" if meta["quick"] else "") + ".",
         f'Medians of {meta["reps"]} interleaved repetitions (± is half the min–max range); '
-        f'echo runs {meta["durationSeconds"]:g} s after {meta["warmupSeconds"]:g} s warm-up; '
+        f'echo runs {meta["durationSeconds"]:g} s (16 KiB: {meta["largeDurationSeconds"]:g} s) after '
+        f'{meta["warmupSeconds"]:g} s warm-up; '
         f'handshakes {meta["handshakeDurationSeconds"]:g} s. '
         f'{meta["cores"]} cores ({meta["cpu"]}), kernel {meta["kernel"]}; proxies with {meta["proxyThreads"]} '
         f'threads/workers, echo backend {meta["echoThreads"]} thread, client {meta["clientThreads"]} thread; '

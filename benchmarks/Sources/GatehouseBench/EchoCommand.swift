@@ -112,19 +112,21 @@ struct EchoCommand: AsyncParsableCommand {
         var messages = 0
         var errors = opened.failures
         var lost = 0
+        var firstError = opened.firstError
         for echo in channels {
             let one = try await echo.result.get()
             latency.add(one.latency)
             messages += one.messages
             errors += one.errors
             lost += one.lost ? 1 : 0
+            firstError = firstError ?? one.firstError
         }
         return Result(
             target: target.description, connections: self.connections, connected: channels.count,
             messageBytes: self.messageSize, durationSeconds: self.duration, warmupSeconds: self.warmup,
             messages: messages, messagesPerSecond: Double(messages) / self.duration,
             latencyMicros: LatencySummary(latency), errors: errors, connectFailures: opened.failures,
-            connectionsLost: lost, firstError: opened.firstError, watchedPids: sampler?.pids ?? [],
+            connectionsLost: lost, firstError: firstError, watchedPids: sampler?.pids ?? [],
             watchedCPUSeconds: cpuAfter.flatMap { after in cpuBefore.map { after - $0 } },
             clientCPUSeconds: clientAfter - clientBefore
         )

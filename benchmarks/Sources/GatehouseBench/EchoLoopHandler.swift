@@ -11,6 +11,13 @@ struct EchoConnectionResult: Sendable {
     var errors = 0
     /// The connection ended before the run did.
     var lost = false
+    /// What went wrong first, to explain a non-zero error count.
+    var firstError: String?
+
+    mutating func failed(_ description: String) {
+        self.errors += 1
+        if self.firstError == nil { self.firstError = description }
+    }
 }
 
 /// Tells an ``EchoLoopHandler`` to start its closed loop: warm up until `measureFrom`, measure until `until`.
@@ -75,7 +82,7 @@ final class EchoLoopHandler: ChannelInboundHandler {
         case .connectionClose:
             if self.state != .closing {
                 // The server closed first: not something an echo run should see.
-                self.result.errors += 1
+                self.result.failed("server sent a close frame first")
                 self.write(context: context, opcode: .connectionClose, data: frame.unmaskedData)
             }
             self.state = .done
@@ -88,7 +95,7 @@ final class EchoLoopHandler: ChannelInboundHandler {
     func channelInactive(context: ChannelHandlerContext) {
         if self.state == .running || self.state == .waiting {
             self.result.lost = true
-            self.result.errors += 1
+            self.result.failed("connection closed during the run")
         }
         self.state = .done
         self.timer?.cancel()
@@ -101,7 +108,9 @@ final class EchoLoopHandler: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        self.result.errors += 1
+        // Once the close handshake is done, how the server drops TCP (with or without TLS close_notify) is its
+        // business, not an error of the run.
+        if self.state != .done { self.result.failed("\(error)") }
         context.close(promise: nil)
     }
 
@@ -110,7 +119,7 @@ final class EchoLoopHandler: ChannelInboundHandler {
         let data = frame.unmaskedData
         if self.firstFrameOfMessage, self.payload.readableBytes >= 8 {
             if data.getInteger(at: data.readerIndex, as: UInt64.self) != self.sequence {
-                self.result.errors += 1
+                self.result.failed("echo carried the wrong sequence number")
             }
         }
         self.firstFrameOfMessage = false
@@ -119,7 +128,7 @@ final class EchoLoopHandler: ChannelInboundHandler {
 
         let now = NIODeadline.now()
         if self.receivedBytes != self.payload.readableBytes {
-            self.result.errors += 1
+            self.result.failed("echo of \(self.receivedBytes) bytes for a \(self.payload.readableBytes)-byte message")
         } else if self.sentAt >= self.measureFrom && now <= self.until {
             self.result.messages += 1
             LatencyHistogram.record(&self.result.latency, nanoseconds: now.uptimeNanoseconds - self.sentAt.uptimeNanoseconds)
@@ -162,7 +171,7 @@ final class EchoLoopHandler: ChannelInboundHandler {
         self.timer?.cancel()
         self.timer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) {
             guard self.state != .done else { return }
-            self.result.errors += 1
+            self.result.failed(self.state == .closing ? "close not answered in time" : "echo not received in time")
             self.state = .done
             context.close(promise: nil)
         }
