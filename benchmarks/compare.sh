@@ -4,7 +4,7 @@
 #
 # Environment (defaults in brackets; QUICK=1 shrinks everything for a smoke test):
 #   REPS [3]  DURATION [10] (scenarios 1, 2)  LARGE_DURATION [5] (scenario 3)  WARMUP [1]  CONNS [50]
-#   IDLE_CONNS [5000]  IDLE_HOLD [3]  HS_PARALLEL [20]  HS_DURATION [5]
+#   IDLE_CONNS [5000]  IDLE_HOLD [2]  HS_PARALLEL [20]  HS_DURATION [5]
 #   PROXY_THREADS [nproc]  ECHO_THREADS [1]  CLIENT_THREADS [1]
 #   PORT_BASE [18080]  BUILD [1] (0: use existing binaries)  GATEHOUSE_BIN, BENCH_BIN (prebuilt binaries)
 #   KEEP_WORK [0] (1: keep the scratch directory with configs and logs)  RESULTS_DIR [benchmarks/results]
@@ -28,7 +28,7 @@ LARGE_DURATION="${LARGE_DURATION:-5}"
 WARMUP="${WARMUP:-1}"
 CONNS="${CONNS:-50}"
 IDLE_CONNS="${IDLE_CONNS:-5000}"
-IDLE_HOLD="${IDLE_HOLD:-3}"
+IDLE_HOLD="${IDLE_HOLD:-2}"
 HS_PARALLEL="${HS_PARALLEL:-20}"
 HS_DURATION="${HS_DURATION:-5}"
 CORES="$(nproc)"
@@ -279,7 +279,7 @@ run_case() {  # run_case SCENARIO TARGET REP -- bench arguments...
   timeout -k 5 300 "$BENCH_BIN" "$@" --threads "$CLIENT_THREADS" "${watch[@]}" --json >"$out" 2>>"$WORK/bench.log" || status=$?
   [[ $status == 0 ]] || log "  exit $status (see $WORK/bench.log)"
   record "$scenario" "$target" "$rep" "$out" "$status"
-  sleep 0.5  # let closing connections drain before the next case
+  sleep 0.3  # let closing connections drain before the next case
 }
 
 TARGETS=(direct gatehouse nginx haproxy)
@@ -314,7 +314,7 @@ for ((rep = 1; rep <= REPS; rep++)); do
     # otherwise hide the cost of new connections.
     stop_proxy "$target"; start_proxy "$target"
     run_case s4_idle "$target" "$rep" -- idle --url "$(url_of "$target" plain)" \
-      --connections "$IDLE_CONNS" --hold "$IDLE_HOLD" --settle 1
+      --connections "$IDLE_CONNS" --hold "$IDLE_HOLD" --settle 1 --concurrency 100 --rate 5000
   done
   for target in $(rotate "$rep" "${PROXIES[@]}"); do
     run_case s5_handshake_tls "$target" "$rep" -- handshake --url "$(url_of "$target" tls)" \
