@@ -1,0 +1,342 @@
+#!/usr/bin/env bash
+# Compares Gatehouse with nginx and HAProxy as WebSocket reverse proxies in front of one echo backend, all on
+# this machine's loopback. See README.md for what each scenario measures.
+#
+# Environment (defaults in brackets; QUICK=1 shrinks everything for a smoke test):
+#   REPS [3]  DURATION [10] (scenarios 1, 2)  LARGE_DURATION [5] (scenario 3)  WARMUP [1]  CONNS [50]
+#   IDLE_CONNS [5000]  IDLE_HOLD [2]  HS_PARALLEL [20]  HS_DURATION [5]
+#   PROXY_THREADS [nproc]  ECHO_THREADS [1]  CLIENT_THREADS [1]
+#   PORT_BASE [18080]  BUILD [1] (0: use existing binaries)  GATEHOUSE_BIN, BENCH_BIN (prebuilt binaries)
+#   KEEP_WORK [0] (1: keep the scratch directory with configs and logs)  RESULTS_DIR [benchmarks/results]
+set -euo pipefail
+
+BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT_DIR="$(cd "$BENCH_DIR/.." && pwd)"
+RESULTS_DIR="${RESULTS_DIR:-$BENCH_DIR/results}"
+export DEBIAN_FRONTEND=noninteractive
+
+QUICK="${QUICK:-0}"
+if [[ "$QUICK" == 1 ]]; then
+  : "${REPS:=1}" "${DURATION:=2}" "${LARGE_DURATION:=2}" "${WARMUP:=1}" "${IDLE_CONNS:=500}" "${IDLE_HOLD:=1}"
+  : "${HS_DURATION:=2}"
+fi
+REPS="${REPS:-3}"
+# Scenarios 3 and 5 default to 5 s so that a cold build (about 13 minutes here) plus three repetitions of
+# everything stays under 20 minutes; both are steady enough that 5 s gives tens of thousands of samples.
+DURATION="${DURATION:-10}"
+LARGE_DURATION="${LARGE_DURATION:-5}"
+WARMUP="${WARMUP:-1}"
+CONNS="${CONNS:-50}"
+IDLE_CONNS="${IDLE_CONNS:-5000}"
+IDLE_HOLD="${IDLE_HOLD:-2}"
+HS_PARALLEL="${HS_PARALLEL:-20}"
+HS_DURATION="${HS_DURATION:-5}"
+CORES="$(nproc)"
+PROXY_THREADS="${PROXY_THREADS:-$CORES}"
+ECHO_THREADS="${ECHO_THREADS:-1}"
+CLIENT_THREADS="${CLIENT_THREADS:-1}"
+PORT_BASE="${PORT_BASE:-18080}"
+BUILD="${BUILD:-1}"
+KEEP_WORK="${KEEP_WORK:-0}"
+
+# Loopback ports: one plain and one TLS listener per proxy, and the echo backend.
+ECHO_PORT=$((PORT_BASE + 20))
+GH_PLAIN=$PORT_BASE; GH_TLS=$((PORT_BASE + 10))
+NG_PLAIN=$((PORT_BASE + 1)); NG_TLS=$((PORT_BASE + 11))
+HA_PLAIN=$((PORT_BASE + 2)); HA_TLS=$((PORT_BASE + 12))
+HOST=127.0.0.1
+
+log() { printf '[compare %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+RUN_START=$(date +%s)
+WORK="$(mktemp -d /tmp/gatehouse-compare.XXXXXX)"
+# nginx workers run as www-data and must reach their temp directories.
+chmod 755 "$WORK"
+declare -A PIDS=()
+
+stop_pid() {
+  local pid="$1"
+  kill -0 "$pid" 2>/dev/null || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
+  wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+  local status=$?
+  for name in "${!PIDS[@]}"; do stop_pid "${PIDS[$name]}"; done
+  if [[ "$KEEP_WORK" == 1 || $status -ne 0 ]]; then
+    log "scratch directory kept: $WORK"
+  else
+    rm -rf "$WORK"
+  fi
+  exit $status
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- prerequisites ---------------------------------------------------------------------------------------------
+ulimit -n "$(ulimit -Hn)" || true
+[[ $(ulimit -n) -ge $((IDLE_CONNS * 2 + 1000)) ]] || die "open-file limit $(ulimit -n) is too low for IDLE_CONNS=$IDLE_CONNS"
+
+if ! command -v nginx >/dev/null || ! command -v haproxy >/dev/null; then
+  log "installing nginx and haproxy"
+  apt-get update -qq
+  apt-get install -y -qq nginx haproxy >/dev/null
+fi
+command -v openssl >/dev/null || apt-get install -y -qq openssl >/dev/null
+command -v python3 >/dev/null || die "python3 is needed to summarize results"
+
+for port in $ECHO_PORT $GH_PLAIN $GH_TLS $NG_PLAIN $NG_TLS $HA_PLAIN $HA_TLS; do
+  if ss -Hltn "sport = :$port" | grep -q .; then die "port $port is in use; set PORT_BASE"; fi
+done
+
+BUILD_START=$(date +%s)
+if [[ "$BUILD" == 1 ]]; then
+  # Both products come from the benchmarks package's build: it already compiles the Gatehouse library with all
+  # its dependencies, so building the `gatehouse` executable there costs one more link instead of a second
+  # full release build of the root package. Same sources, same release flags.
+  log "building gatehouse-bench and gatehouse (release)"
+  (cd "$BENCH_DIR" && swift build -c release --product gatehouse-bench && swift build -c release --product gatehouse) >&2
+fi
+BIN_DIR="$(cd "$BENCH_DIR" && swift build -c release --show-bin-path 2>/dev/null || true)"
+GATEHOUSE_BIN="${GATEHOUSE_BIN:-$BIN_DIR/gatehouse}"
+BENCH_BIN="${BENCH_BIN:-$BIN_DIR/gatehouse-bench}"
+[[ -x "$GATEHOUSE_BIN" ]] || die "no gatehouse binary at $GATEHOUSE_BIN"
+[[ -x "$BENCH_BIN" ]] || die "no gatehouse-bench binary at $BENCH_BIN"
+BUILD_SECONDS=$(( $(date +%s) - BUILD_START ))
+
+# --- certificate and configurations ----------------------------------------------------------------------------
+# One ECDSA P-256 certificate for every TLS listener, so TLS costs are comparable.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj "/CN=localhost" \
+  -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
+cat "$WORK/cert.pem" "$WORK/key.pem" >"$WORK/haproxy.pem"
+chmod 644 "$WORK"/*.pem
+
+cat >"$WORK/gatehouse.yaml" <<EOF
+threads: $PROXY_THREADS
+listeners:
+  - name: plain
+    bind: "$HOST:$GH_PLAIN"
+  - name: tls
+    bind: "$HOST:$GH_TLS"
+    tls:
+      certificates:
+        - { cert: $WORK/cert.pem, key: $WORK/key.pem }
+      min_version: "1.2"
+backends:
+  - name: echo
+    servers: ["$HOST:$ECHO_PORT"]
+routes:
+  - name: echo
+    path: "/echo"
+    backend: echo
+    origins: ["*"]
+log: { level: warning, access_log: false }
+EOF
+
+mkdir -p "$WORK/nginx"
+NGINX_USER=""
+if [[ $(id -u) == 0 ]] && id www-data >/dev/null 2>&1; then NGINX_USER="user www-data;"; fi
+cat >"$WORK/nginx/nginx.conf" <<EOF
+$NGINX_USER
+worker_processes $PROXY_THREADS;
+worker_rlimit_nofile $(ulimit -Hn);
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log warn;
+events {
+  worker_connections $(( $(ulimit -Hn) - 1000 ));
+}
+http {
+  access_log off;
+  client_body_temp_path $WORK/nginx/client_body;
+  proxy_temp_path $WORK/nginx/proxy;
+  fastcgi_temp_path $WORK/nginx/fastcgi;
+  uwsgi_temp_path $WORK/nginx/uwsgi;
+  scgi_temp_path $WORK/nginx/scgi;
+  map \$http_upgrade \$connection_upgrade {
+    default upgrade;
+    ''      close;
+  }
+  upstream echo {
+    server $HOST:$ECHO_PORT;
+  }
+  server {
+    listen $HOST:$NG_PLAIN backlog=4096;
+    listen $HOST:$NG_TLS ssl backlog=4096;
+    ssl_certificate $WORK/cert.pem;
+    ssl_certificate_key $WORK/key.pem;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    location /echo {
+      proxy_pass http://echo;
+      proxy_http_version 1.1;
+      proxy_set_header Upgrade \$http_upgrade;
+      proxy_set_header Connection \$connection_upgrade;
+      proxy_set_header Host \$host;
+      proxy_connect_timeout 5s;
+      proxy_read_timeout 1h;
+      proxy_send_timeout 1h;
+    }
+  }
+}
+EOF
+
+# maxconn bounds HAProxy's descriptor needs (about two per connection) below the hard open-file limit.
+HA_MAXCONN=$(( ($(ulimit -Hn) - 1000) / 2 ))
+cat >"$WORK/haproxy.cfg" <<EOF
+global
+  nbthread $PROXY_THREADS
+  maxconn $HA_MAXCONN
+  ssl-default-bind-options ssl-min-ver TLSv1.2
+defaults
+  mode http
+  maxconn $HA_MAXCONN
+  timeout connect 5s
+  timeout client 1h
+  timeout server 1h
+  timeout tunnel 1h
+  timeout http-request 10s
+frontend websocket
+  bind $HOST:$HA_PLAIN backlog 4096
+  bind $HOST:$HA_TLS ssl crt $WORK/haproxy.pem backlog 4096
+  default_backend echo
+backend echo
+  server echo1 $HOST:$ECHO_PORT
+EOF
+
+# --- processes -------------------------------------------------------------------------------------------------
+wait_port() {
+  local port="$1" name="$2"
+  for _ in $(seq 1 100); do
+    if ss -Hltn "sport = :$port" | grep -q .; then return 0; fi
+    kill -0 "${PIDS[$name]}" 2>/dev/null || die "$name exited; see $WORK/$name.log"
+    sleep 0.1
+  done
+  die "$name did not listen on $port; see $WORK/$name.log"
+}
+
+start_proxy() {
+  local name="$1"
+  case "$name" in
+    echo) "$GATEHOUSE_BIN" echo --bind "$HOST:$ECHO_PORT" --threads "$ECHO_THREADS" >>"$WORK/echo.log" 2>&1 & ;;
+    gatehouse) "$GATEHOUSE_BIN" run --config "$WORK/gatehouse.yaml" >>"$WORK/gatehouse.log" 2>&1 & ;;
+    nginx) nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -g 'daemon off;' >>"$WORK/nginx.log" 2>&1 & ;;
+    haproxy) haproxy -db -f "$WORK/haproxy.cfg" >>"$WORK/haproxy.log" 2>&1 & ;;
+  esac
+  PIDS[$name]=$!
+  case "$name" in
+    echo) wait_port "$ECHO_PORT" echo ;;
+    gatehouse) wait_port "$GH_PLAIN" gatehouse; wait_port "$GH_TLS" gatehouse ;;
+    nginx) wait_port "$NG_PLAIN" nginx; wait_port "$NG_TLS" nginx ;;
+    haproxy) wait_port "$HA_PLAIN" haproxy; wait_port "$HA_TLS" haproxy ;;
+  esac
+}
+
+stop_proxy() {
+  local name="$1"
+  [[ -n "${PIDS[$name]:-}" ]] && stop_pid "${PIDS[$name]}"
+  unset "PIDS[$name]"
+}
+
+url_of() {  # url_of TARGET plain|tls
+  local port
+  case "$1:$2" in
+    direct:plain) port=$ECHO_PORT ;;
+    gatehouse:plain) port=$GH_PLAIN ;; gatehouse:tls) port=$GH_TLS ;;
+    nginx:plain) port=$NG_PLAIN ;; nginx:tls) port=$NG_TLS ;;
+    haproxy:plain) port=$HA_PLAIN ;; haproxy:tls) port=$HA_TLS ;;
+    *) return 1 ;;
+  esac
+  [[ "$2" == tls ]] && echo "wss://$HOST:$port/echo" || echo "ws://$HOST:$port/echo"
+}
+
+# --- scenarios -------------------------------------------------------------------------------------------------
+RAW="$WORK/raw.jsonl"
+: >"$RAW"
+
+record() {  # record SCENARIO TARGET REP OUTFILE STATUS
+  python3 - "$@" >>"$RAW" <<'EOF'
+import json, sys
+scenario, target, rep, path, status = sys.argv[1:6]
+text = open(path).read().strip()
+try:
+    result = json.loads(text.splitlines()[-1]) if text else None
+except ValueError:
+    result = None
+print(json.dumps({"scenario": scenario, "target": target, "rep": int(rep), "exit": int(status), "result": result}))
+EOF
+}
+
+run_case() {  # run_case SCENARIO TARGET REP -- bench arguments...
+  local scenario="$1" target="$2" rep="$3"; shift 4
+  local out="$WORK/$scenario.$target.$rep.json" status=0
+  local watch=()
+  [[ "$target" != direct ]] && watch=(--watch-pid "${PIDS[$target]}")
+  log "rep $rep  $scenario  $target"
+  # The bench bounds itself; timeout is a second fence against a hung run.
+  timeout -k 5 300 "$BENCH_BIN" "$@" --threads "$CLIENT_THREADS" "${watch[@]}" --json >"$out" 2>>"$WORK/bench.log" || status=$?
+  [[ $status == 0 ]] || log "  exit $status (see $WORK/bench.log)"
+  record "$scenario" "$target" "$rep" "$out" "$status"
+  sleep 0.3  # let closing connections drain before the next case
+}
+
+TARGETS=(direct gatehouse nginx haproxy)
+PROXIES=(gatehouse nginx haproxy)
+rotate() {  # rotate N items...: the items starting at index N mod count, so no target always goes first
+  local n="$1"; shift
+  local items=("$@") count=$#
+  for ((i = 0; i < count; i++)); do echo "${items[$(((n + i) % count))]}"; done
+}
+
+start_proxy echo
+for name in "${PROXIES[@]}"; do start_proxy "$name"; done
+log "all servers up: echo=${PIDS[echo]} gatehouse=${PIDS[gatehouse]} nginx=${PIDS[nginx]} haproxy=${PIDS[haproxy]}"
+BENCH_START=$(date +%s)
+LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg)"
+
+for ((rep = 1; rep <= REPS; rep++)); do
+  for target in $(rotate "$rep" "${TARGETS[@]}"); do
+    run_case s1_plain64 "$target" "$rep" -- echo --url "$(url_of "$target" plain)" \
+      --connections "$CONNS" --size 64 --duration "$DURATION" --warmup "$WARMUP"
+  done
+  for target in $(rotate "$rep" "${PROXIES[@]}"); do
+    run_case s2_tls64 "$target" "$rep" -- echo --url "$(url_of "$target" tls)" \
+      --connections "$CONNS" --size 64 --duration "$DURATION" --warmup "$WARMUP"
+  done
+  for target in $(rotate "$rep" "${TARGETS[@]}"); do
+    run_case s3_plain16k "$target" "$rep" -- echo --url "$(url_of "$target" plain)" \
+      --connections "$CONNS" --size 16384 --duration "$LARGE_DURATION" --warmup "$WARMUP"
+  done
+  for target in $(rotate "$rep" "${PROXIES[@]}"); do
+    # A fresh proxy process per measurement: memory freed by an earlier run and kept by the allocator would
+    # otherwise hide the cost of new connections.
+    stop_proxy "$target"; start_proxy "$target"
+    run_case s4_idle "$target" "$rep" -- idle --url "$(url_of "$target" plain)" \
+      --connections "$IDLE_CONNS" --hold "$IDLE_HOLD" --settle 1 --concurrency 100 --rate 5000
+  done
+  for target in $(rotate "$rep" "${PROXIES[@]}"); do
+    run_case s5_handshake_tls "$target" "$rep" -- handshake --url "$(url_of "$target" tls)" \
+      --parallel "$HS_PARALLEL" --duration "$HS_DURATION" --warmup 1
+  done
+done
+
+for name in "${!PIDS[@]}"; do
+  kill -0 "${PIDS[$name]}" 2>/dev/null || log "warning: $name (pid ${PIDS[$name]}) is no longer running"
+done
+
+# --- summary ---------------------------------------------------------------------------------------------------
+mkdir -p "$RESULTS_DIR"
+export RUN_SECONDS=$(( $(date +%s) - RUN_START )) BUILD_SECONDS BENCH_SECONDS=$(( $(date +%s) - BENCH_START ))
+export LOAD_START LOAD_END="$(cut -d' ' -f1-3 /proc/loadavg)"
+export REPS DURATION LARGE_DURATION WARMUP CONNS IDLE_CONNS IDLE_HOLD HS_PARALLEL HS_DURATION PROXY_THREADS ECHO_THREADS CLIENT_THREADS QUICK
+export NGINX_VERSION="$(nginx -v 2>&1 | sed 's/.*nginx\///')"
+export HAPROXY_VERSION="$(haproxy -v | head -1 | awk '{print $3}')"
+export SWIFT_VERSION="$(swift --version 2>/dev/null | head -1)"
+export GATEHOUSE_COMMIT="$(git -C "$ROOT_DIR" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+export CPU_MODEL="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')"
+export KERNEL="$(uname -r)"
+export CORES
+python3 "$BENCH_DIR/summarize.py" "$RAW" "$RESULTS_DIR/latest.json" "$RESULTS_DIR/latest.md"
+cat "$RESULTS_DIR/latest.md"
