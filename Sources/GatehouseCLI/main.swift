@@ -10,7 +10,7 @@ struct GatehouseCommand: AsyncParsableCommand {
         commandName: "gatehouse",
         abstract: "A TLS-terminating reverse proxy for WebSocket traffic.",
         version: GatehouseVersion.string,
-        subcommands: [Run.self, Check.self, Echo.self, Version.self],
+        subcommands: [Run.self, Check.self, Reload.self, Echo.self, Version.self],
         defaultSubcommand: Run.self
     )
 }
@@ -29,12 +29,12 @@ struct Run: AsyncParsableCommand {
             FileHandle.standardError.write(Data("\(error)\n".utf8))
             throw ExitCode(1)
         }
-        let log = proxyConfig.log
-        LoggingSystem.bootstrap { label in GatehouseLogHandler(label: label, level: log.level, format: log.format) }
+        LogControl.shared.apply(proxyConfig.log)
+        LoggingSystem.bootstrap { label in GatehouseLogHandler(label: label) }
         let logger = Logger(label: "gatehouse")
         let group = ServiceGroup(
             configuration: .init(
-                services: [.init(service: GatehouseService(config: proxyConfig, logger: logger))],
+                services: [.init(service: GatehouseService(config: proxyConfig, logger: logger, logControl: .shared))],
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 cancellationSignals: [],
                 logger: logger
@@ -84,6 +84,33 @@ struct Echo: AsyncParsableCommand {
         }
         try await EchoServer.serve(address: address, threads: self.threads) { bound in
             print("echo server listening on \(bound.map { "\($0)" } ?? self.bind)")
+        }
+    }
+}
+
+struct Reload: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Ask a running proxy to reload its configuration (through the admin endpoint, else SIGHUP to the pid file)."
+    )
+
+    @Option(name: .shortAndLong, help: "The running proxy's configuration file.")
+    var config: String = "proxy.yaml"
+
+    func run() async throws {
+        let proxyConfig: ProxyConfig
+        do {
+            proxyConfig = try ConfigLoader.load(path: self.config)
+        } catch {
+            FileHandle.standardError.write(Data("\(error)\n".utf8))
+            throw ExitCode(1)
+        }
+        let outcome = await ReloadRequest.send(for: proxyConfig, environment: ProcessInfo.processInfo.environment)
+        switch outcome {
+        case .success(let message):
+            print(message)
+        case .failure(let message):
+            FileHandle.standardError.write(Data("\(message)\n".utf8))
+            throw ExitCode(1)
         }
     }
 }

@@ -77,6 +77,57 @@ struct DrainTests {
         for client in clients { await client.close() }
     }
 
+    @Test func reloadCommandSignalsThroughThePidFile() async throws {
+        let port = try await Self.freePort()
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("gatehouse-reload-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let path = directory.appendingPathComponent("proxy.yaml").path
+        let yaml = """
+            listeners:
+              - name: plain
+                bind: "127.0.0.1:\(port)"
+            backends:
+              - name: demo
+                builtin: echo
+            routes:
+              - name: echo
+                path: "/echo"
+                backend: demo
+                origins: ["*"]
+            admin: { pid_file: gatehouse.pid }
+            """
+        try yaml.write(toFile: path, atomically: true, encoding: .utf8)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: CLITests.binary)
+        process.arguments = ["run", "--config", path]
+        process.standardError = Pipe()
+        process.standardOutput = Pipe()
+        try process.run()
+        defer { kill(process.processIdentifier, SIGKILL) }
+        let pidPath = directory.appendingPathComponent("gatehouse.pid").path
+        let deadline = ContinuousClock.now + .seconds(20)
+        while !FileManager.default.fileExists(atPath: pidPath) && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(try String(contentsOfFile: pidPath, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines) == "\(process.processIdentifier)")
+        try yaml.replacingOccurrences(of: "admin:", with: "  - name: chat\n    path: \"/chat\"\n    backend: demo\n    origins: [\"*\"]\nadmin:")
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        let result = try await ExternalProcess.run([CLITests.binary, "reload", "--config", path], timeout: 30)
+        #expect(result.status == 0, "\(result.output)")
+        #expect(result.output.contains("sent SIGHUP to \(process.processIdentifier)"))
+        // The reload is asynchronous to the signal: the new route starts answering 101 shortly.
+        var status = 0
+        while status != 101 && ContinuousClock.now < deadline {
+            let client = try await TestClient.connect(port: port)
+            try await client.sendUpgrade(path: "/chat")
+            status = try await client.readHead().status
+            await client.close()
+            if status != 101 { try await Task.sleep(for: .milliseconds(50)) }
+        }
+        #expect(status == 101)
+        kill(process.processIdentifier, SIGTERM)
+    }
+
     @Test func drainingRefusesNewHandshakesWith503() async throws {
         try await TestProxy.with(TestConfig.echo()) { proxy in
             let early = try await TestClient.connect(port: try proxy.port("plain"))

@@ -446,12 +446,15 @@ struct LiveExpiryTests {
             .replacingOccurrences(of: "leeway: 1s", with: "leeway: 0")
             .replacingOccurrences(of: "    forward_token: true\n", with: "    forward_token: true\n    enforce_expiry: false\n")
         try await TestProxy.with(yaml, file: fixture.file) { proxy in
-            let token = try await fixture.keys.sign(TestClaims(sub: "s", exp: Date().timeIntervalSince1970 + 1), algorithm: "HS256")
+            let exp = Date().timeIntervalSince1970 + 3
+            let token = try await fixture.keys.sign(TestClaims(sub: "s", exp: exp), algorithm: "HS256")
             let client = try await TestClient.connect(port: try proxy.port("plain"))
             try await client.sendUpgrade(path: "/forward", extra: [("Authorization", "Bearer \(token)")])
             #expect(try await client.readHead().status == 101)
             // Well past exp the connection still relays (the backend answers the close itself).
-            await #expect(throws: TestError.self) { _ = try await client.readFrame(timeout: .seconds(3)) }
+            let wait = Int64((exp - Date().timeIntervalSince1970 + 1) * 1000)
+            await #expect(throws: TestError.self) { _ = try await client.readFrame(timeout: .milliseconds(wait)) }
+            #expect(Date().timeIntervalSince1970 > exp)
             try await client.sendFrame(opcode: TestFrame.close, payload: TestFrame.closePayload(1000))
             #expect(try await client.readFrame().closeCode == 1000)
             await client.close()

@@ -16,7 +16,7 @@ public enum ConfigCheck {
         }
         _ = try await ProxyStateBuilder(
             echoAddress: BindAddress(host: "127.0.0.1", port: 1), selfSigned: selfSigned, counters: [:],
-            environment: ProcessInfo.processInfo.environment
+            environment: ProcessInfo.processInfo.environment, metrics: ProxyMetrics()
         ).build(config, generation: 0)
     }
 }

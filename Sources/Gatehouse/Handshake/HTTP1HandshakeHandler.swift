@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import NIOCore
 import NIOHTTP1
+import NIOSSL
 
 /// Reads the HTTP/1.1 request head of a new client connection and takes it through routing, policy and the
 /// backend handshake; on success it hands both channels to the relay, otherwise it answers the refusal.
@@ -93,6 +94,9 @@ final class HTTP1HandshakeHandler: ChannelDuplexHandler, RemovableChannelHandler
                     ? .headTooLarge(limit: self.maxHeadBytes) : .badRequest("malformed HTTP request")
                 self.refuse(refusal, request: nil, route: nil, context: context)
             } else {
+                if error is NIOSSLError || error is BoringSSLError {
+                    self.engine.metrics.tlsHandshakeFailed(listener: self.listener.name)
+                }
                 self.clientGone(context: context)
             }
         case .refusing, .spliced, .closed:
@@ -201,10 +205,13 @@ final class HTTP1HandshakeHandler: ChannelDuplexHandler, RemovableChannelHandler
             negotiatedExtensions: upgrade.head.headers["sec-websocket-extensions"].flatMap { HTTPToken.list($0) },
             expiresAt: route.config.enforceExpiry ? admission.identity?.expiresAt.map(NIODeadline.fromWallClock) : nil
         )
-        let session = RelaySession(record: record, settings: settings) { session in
+        let session = RelaySession(record: record, settings: settings, metrics: route.metrics) { session in
             engine.finished(session, ticket: ticket, on: loop)
         }
         engine.register(session, on: loop)
+        route.metrics.handshake(status: 101)
+        route.metrics.active.increment()
+        route.metrics.handshakeDuration.recordNanoseconds((NIODeadline.now() - self.started).nanoseconds)
 
         context.write(self.wrapOutboundOut(.head(ClientResponse.switchingProtocols(from: upgrade.head, subprotocol: admission.clientSubprotocol))), promise: nil)
         context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: nil)
@@ -246,7 +253,7 @@ final class HTTP1HandshakeHandler: ChannelDuplexHandler, RemovableChannelHandler
     private func relayRefusal(head: HTTPResponseHead, body: ByteBuffer, server: BindAddress, request: UpgradeRequest, admission: Admission, context: ChannelHandlerContext) {
         guard case .admitting = self.state else { return }
         self.state = .refusing
-        self.engine.accessLog.refused(
+        self.engine.refused(
             HandshakeRefusal(head.status, "backend answered \(head.status.code)"), request: request,
             listener: self.listener.name, client: request.clientAddress.map(ConnectionRecord.describe) ?? "-",
             route: admission.route.name, backend: server.description
@@ -265,7 +272,7 @@ final class HTTP1HandshakeHandler: ChannelDuplexHandler, RemovableChannelHandler
         }
         self.state = .refusing
         self.timer?.cancel()
-        self.engine.accessLog.refused(
+        self.engine.refused(
             refusal, request: request, listener: self.listener.name,
             client: context.channel.remoteAddress.map(ConnectionRecord.describe) ?? "-", route: route, backend: backend
         )

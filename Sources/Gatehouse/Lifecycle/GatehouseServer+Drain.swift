@@ -28,13 +28,4 @@ extension GatehouseServer {
 
     /// Whether a drain has started.
     public var isDraining: Bool { self.engine.isDraining }
-
-    /// Connections currently relayed, over all loops.
-    public func liveConnectionCount() async -> Int {
-        var count = 0
-        for loop in self.engine.allLoops {
-            count += (try? await loop.eventLoop.submit { loop.sessions.count }.get()) ?? 0
-        }
-        return count
-    }
 }

@@ -7,14 +7,16 @@ import Synchronization
 final class ProxyEngine: Sendable {
     let logger: Logger
     let accessLog: AccessLog
+    let metrics: ProxyMetrics
     private let loops: [ObjectIdentifier: LoopContext]
     private let nextID = Atomic<UInt64>(1)
     private let drainingFlag = Atomic<Bool>(false)
 
-    init(loops: [LoopContext], logger: Logger, accessLog: AccessLog) {
+    init(loops: [LoopContext], logger: Logger, accessLog: AccessLog, metrics: ProxyMetrics) {
         self.loops = Dictionary(uniqueKeysWithValues: loops.map { (ObjectIdentifier($0.eventLoop), $0) })
         self.logger = logger
         self.accessLog = accessLog
+        self.metrics = metrics
     }
 
     /// The context of the loop a connection runs on.
@@ -55,7 +57,9 @@ final class ProxyEngine: Sendable {
     /// Opens the backend WebSocket for an admitted request.
     func openBackend(_ admission: Admission, on eventLoop: EventLoop) -> EventLoopFuture<BackendAnswer> {
         let logger = self.logger
+        let metrics = self.metrics
         let route = admission.route.name
+        let backend = admission.route.backend.name
         return BackendConnector.open(
             pool: admission.route.backend,
             request: admission.backendRequest,
@@ -63,6 +67,7 @@ final class ProxyEngine: Sendable {
             settings: .init(bufferBytes: admission.route.config.limits.bufferBytes),
             eventLoop: eventLoop,
             onFailure: { failure in
+                metrics.backendConnectFailed(backend: backend, server: failure.server)
                 logger.warning(
                     "backend attempt failed",
                     metadata: ["route": "\(route)", "server": "\(failure.server)", "error": "\(failure)"]
@@ -80,7 +85,17 @@ final class ProxyEngine: Sendable {
     func finished(_ session: RelaySession, ticket: AdmissionTicket, on loop: LoopContext) {
         loop.sessions.removeValue(forKey: session.record.id)
         ticket.release()
+        session.reportTraffic()
+        session.metrics.active.decrement()
+        session.metrics.connectionDuration.recordNanoseconds((NIODeadline.now() - session.record.started).nanoseconds)
+        self.metrics.closed(code: session.ending?.code, by: session.ending?.by ?? "unknown")
         self.accessLog.connectionEnded(session.record, extra: session.accessMetadata)
+    }
+
+    /// Logs and counts a refused handshake.
+    func refused(_ refusal: HandshakeRefusal, request: UpgradeRequest?, listener: String, client: String, route: String?, backend: String? = nil) {
+        (route.map { self.metrics.route($0) } ?? self.metrics.noRoute).handshake(status: refusal.status.code)
+        self.accessLog.refused(refusal, request: request, listener: listener, client: client, route: route, backend: backend)
     }
 }
 

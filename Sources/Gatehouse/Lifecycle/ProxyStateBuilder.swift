@@ -13,6 +13,10 @@ struct ProxyStateBuilder {
 
     /// Environment variables (HMAC secrets, admin token).
     var environment: [String: String]
+    /// Where route metrics live.
+    var metrics: ProxyMetrics
+    /// SHA-256 of the admin token, when one is configured.
+    var adminTokenDigest: [UInt8]? = nil
 
     func build(_ config: ProxyConfig, generation: Int) async throws(ConfigError) -> ProxyState {
         var listenerTLS: [String: ListenerTLSContext] = [:]
@@ -44,9 +48,17 @@ struct ProxyStateBuilder {
             let auth = route.auth.map { auth in
                 RouteAuth(providers: auth.providers.compactMap { providers[$0] }, sources: auth.tokenSources, scopes: auth.scopes)
             }
-            routes.append(ActiveRoute(config: route, backend: pool, counters: self.counters[route.name] ?? RouteCounters(), auth: auth))
+            routes.append(
+                ActiveRoute(
+                    config: route, backend: pool, counters: self.counters[route.name] ?? RouteCounters(), auth: auth,
+                    metrics: self.metrics.route(route.name)
+                )
+            )
         }
-        return ProxyState(config: config, routes: routes, listenerTLS: listenerTLS, generation: generation)
+        return ProxyState(
+            config: config, routes: routes, listenerTLS: listenerTLS, generation: generation,
+            adminTokenDigest: self.adminTokenDigest
+        )
     }
 
     private func pool(for backend: BackendConfig) throws(ConfigError) -> BackendPool {

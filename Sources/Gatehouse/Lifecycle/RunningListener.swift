@@ -3,14 +3,19 @@ import NIOHTTP1
 import NIOPosix
 import NIOSSL
 
-/// A bound listener socket and the configuration it was bound with.
+/// A bound listener socket. What its accepted connections get (name, TLS context, limits) is read from the
+/// event loop's current state at accept time, so a reload changes it without touching the socket.
 struct RunningListener: Sendable {
-    let config: ListenerConfig
+    let key: String
     let channel: Channel
 
-    /// Binds `config` and sets up each accepted connection for the HTTP/1.1 handshake (behind TLS if configured).
-    static func bind(_ config: ListenerConfig, engine: ProxyEngine, group: EventLoopGroup) async throws -> RunningListener {
-        let info = ListenerInfo(name: config.name, isTLS: config.tls != nil)
+    var address: String {
+        self.channel.localAddress.map(ConnectionRecord.describe) ?? "?"
+    }
+
+    /// Binds `address` and sets up each accepted connection for the HTTP/1.1 handshake (behind TLS if the
+    /// listener has it).
+    static func bind(key: String, address: BindAddress, engine: ProxyEngine, group: EventLoopGroup) async throws -> RunningListener {
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 4096)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -19,24 +24,24 @@ struct RunningListener: Sendable {
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let state = engine.loop(channel.eventLoop).state
+                    guard let listener = state.listeners[key] else {
+                        throw ChannelError.inappropriateOperationForState  // removed by a reload: refuse
+                    }
+                    let info = ListenerInfo(name: listener.name, isTLS: listener.tls != nil)
                     let limits = state.config.defaultLimits
                     let sync = channel.pipeline.syncOperations
                     if info.isTLS {
-                        guard let tls = state.listenerTLS[info.name] else {
-                            throw ChannelError.inappropriateOperationForState
-                        }
+                        guard let tls = state.listenerTLS[info.name] else { throw ChannelError.inappropriateOperationForState }
                         try sync.addHandler(NIOSSLServerHandler(context: tls.context))
                     }
                     let headGuard = HeadSizeGuard(limit: limits.maxHeadBytes)
                     try sync.addHandler(headGuard)
                     try sync.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)))
                     try sync.addHandler(HTTPResponseEncoder())
-                    try sync.addHandler(
-                        HTTP1HandshakeHandler(engine: engine, listener: info, headGuard: headGuard, limits: limits)
-                    )
+                    try sync.addHandler(HTTP1HandshakeHandler(engine: engine, listener: info, headGuard: headGuard, limits: limits))
                 }
             }
-            .bind(host: config.bind.host, port: config.bind.port).get()
-        return RunningListener(config: config, channel: channel)
+            .bind(host: address.host, port: address.port).get()
+        return RunningListener(key: key, channel: channel)
     }
 }

@@ -7,7 +7,9 @@ import NIOCore
 /// could hold a credential is ever logged.
 struct AccessLog: Sendable {
     let logger: Logger
-    let enabled: Bool
+    let control: LogControl
+
+    var enabled: Bool { self.control.accessLog }
 
     func connectionEnded(_ record: ConnectionRecord, extra: Logger.Metadata = [:]) {
         guard self.enabled else { return }

@@ -22,6 +22,10 @@ public struct ConnectionSnapshot: Sendable, Equatable {
     public var bytesFromClient: Int
     /// Bytes read from the backend.
     public var bytesFromBackend: Int
+    /// Data messages from the client.
+    public var messagesFromClient: Int
+    /// Data messages from the backend.
+    public var messagesFromBackend: Int
     /// Largest backlog queued toward either peer so far.
     public var peakBufferedBytes: Int
     /// Whether reading from the client is paused because the backend is not taking bytes.
@@ -38,23 +42,10 @@ extension RelaySession {
             id: record.id, listener: record.listener, route: record.route, client: record.client,
             subject: record.subject, transport: record.transport.rawValue, backend: record.backendServer,
             ageSeconds: Double((now - record.started).nanoseconds) / 1e9, bytesFromClient: record.bytesFromClient,
-            bytesFromBackend: record.bytesFromBackend, peakBufferedBytes: record.peakBufferedBytes,
+            bytesFromBackend: record.bytesFromBackend, messagesFromClient: self.fromClient.messages,
+            messagesFromBackend: self.fromBackend.messages, peakBufferedBytes: record.peakBufferedBytes,
             clientReadPaused: self.isReadPaused(.client), backendReadPaused: self.isReadPaused(.backend)
         )
     }
 }
 
-extension GatehouseServer {
-    /// Every live relayed connection, gathered from each event loop.
-    public func connections() async -> [ConnectionSnapshot] {
-        var result: [ConnectionSnapshot] = []
-        for loop in self.engine.allLoops {
-            let snapshots = try? await loop.eventLoop.submit {
-                let now = NIODeadline.now()
-                return loop.sessions.values.map { $0.snapshot(now: now) }
-            }.get()
-            result += snapshots ?? []
-        }
-        return result.sorted { $0.id < $1.id }
-    }
-}

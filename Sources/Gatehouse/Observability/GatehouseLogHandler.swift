@@ -1,21 +1,25 @@
 import Foundation
 import Logging
 
-/// A swift-log handler writing `text` or `json` lines through the background ``LogWriter``.
+/// A swift-log handler writing `text` or `json` lines through the background ``LogWriter``; level and format come
+/// from a ``LogControl``, so a reload changes them.
 public struct GatehouseLogHandler: LogHandler {
     /// Metadata attached to every record of this logger.
     public var metadata: Logger.Metadata = [:]
-    /// Lowest level written.
-    public var logLevel: Logger.Level
     private let label: String
-    private let format: LogFormat
+    private let control: LogControl
     private let writer: LogWriter
 
+    /// Lowest level written (set through the configuration, not per logger).
+    public var logLevel: Logger.Level {
+        get { self.control.level }
+        set {}
+    }
+
     /// Creates a handler for `label`.
-    public init(label: String, level: Logger.Level, format: LogFormat, writer: LogWriter = .standardError) {
+    public init(label: String, control: LogControl = .shared, writer: LogWriter = .standardError) {
         self.label = label
-        self.logLevel = level
-        self.format = format
+        self.control = control
         self.writer = writer
     }
 
@@ -28,7 +32,7 @@ public struct GatehouseLogHandler: LogHandler {
         var merged = self.metadata
         if let extra = event.metadata { merged.merge(extra) { $1 } }
         let timestamp = Self.timestamp()
-        switch self.format {
+        switch self.control.format {
         case .text:
             var line = "\(timestamp) \(event.level) \(self.label): \(event.message)"
             for key in merged.keys.sorted() {

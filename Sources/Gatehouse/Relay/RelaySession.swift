@@ -36,6 +36,9 @@ final class RelaySession {
     /// What the access log and admin API know of this connection.
     let record: ConnectionRecord
     let settings: RelaySettings
+    /// The route's metrics, fed per read with what changed.
+    let metrics: RouteMetrics
+    var reported = ReportedTraffic()
     private let onEnd: (RelaySession) -> Void
     var client = Peer()
     var backend = Peer()
@@ -51,9 +54,10 @@ final class RelaySession {
     var tickTimer: Scheduled<Void>?
     var keepalive = KeepaliveState()
 
-    init(record: ConnectionRecord, settings: RelaySettings, onEnd: @escaping (RelaySession) -> Void) {
+    init(record: ConnectionRecord, settings: RelaySettings, metrics: RouteMetrics, onEnd: @escaping (RelaySession) -> Void) {
         self.record = record
         self.settings = settings
+        self.metrics = metrics
         self.onEnd = onEnd
         self.fromClient = FrameScanner(rules: settings.clientRules)
         self.fromBackend = FrameScanner(rules: settings.backendRules)
@@ -127,6 +131,7 @@ final class RelaySession {
 
     func readComplete(from side: RelaySide) {
         self.flush(side.peer)
+        self.reportTraffic()
     }
 
     func flush(_ side: RelaySide) {

@@ -1,0 +1,86 @@
+import Crypto
+import Foundation
+import NIOHTTP1
+
+/// The admin endpoints. Every request is checked against the admin token when one is configured.
+///
+/// - `GET /healthz`: the process is alive.
+/// - `GET /readyz`: listeners are open and the proxy is not draining.
+/// - `GET /metrics`: Prometheus text exposition.
+/// - `GET /connections[?route=R&subject=S]`: live connections as JSON.
+/// - `DELETE /connections/{id}`, `DELETE /connections?subject=S[&route=R]`: close with 1008 "closed by administrator".
+/// - `POST /drain`: graceful drain without exiting.
+/// - `POST /reload`: re-read the configuration; the error (`file:line:col: message`) is returned if it fails.
+struct AdminAPI: Sendable {
+    let server: GatehouseServer
+    /// SHA-256 of the admin token, when one is required.
+    let tokenDigest: [UInt8]?
+
+    func handle(_ request: AdminRequest) async -> AdminResponse {
+        if let refusal = self.authorize(request) { return refusal }
+        switch (request.method, request.path) {
+        case (.GET, "/healthz"):
+            return .text(.ok, "ok")
+        case (.GET, "/readyz"):
+            if self.server.isDraining { return .text(.serviceUnavailable, "draining") }
+            return self.server.listenersOpen ? .text(.ok, "ready") : .text(.serviceUnavailable, "listeners not open")
+        case (.GET, "/metrics"):
+            return AdminResponse(status: .ok, contentType: "text/plain; version=0.0.4; charset=utf-8", body: self.server.engine.metrics.exposition())
+        case (.GET, "/connections"):
+            let connections = await self.server.connections().filter { self.matches($0, request.query) }
+            return .json(.ok, connections.map(Self.json))
+        case (.DELETE, "/connections"):
+            guard request.query["subject"] != nil || request.query["route"] != nil else {
+                return .text(.badRequest, "give subject= and/or route= (closing every connection is what POST /drain is for)")
+            }
+            let closed = await self.server.closeConnections { self.matches($0, request.query) }
+            return .json(.ok, ["closed": closed])
+        case (.DELETE, let path) where path.hasPrefix("/connections/"):
+            guard let id = UInt64(path.dropFirst("/connections/".count)) else { return .text(.badRequest, "connection ids are numbers") }
+            let closed = await self.server.closeConnections { $0.id == id }
+            return closed == 0 ? .text(.notFound, "no connection \(id)") : .json(.ok, ["closed": closed])
+        case (.POST, "/drain"):
+            let server = self.server
+            let timeout = server.config.admin.drainTimeout
+            Task { await server.drain(timeout: timeout) }
+            return .json(.accepted, ["draining": true])
+        case (.POST, "/reload"):
+            switch await self.server.reload() {
+            case .success(let generation): return .json(.ok, ["reloaded": true, "generation": generation])
+            case .failure(let error): return .json(.unprocessableEntity, ["reloaded": false, "error": error.description])
+            }
+        case (_, "/healthz"), (_, "/readyz"), (_, "/metrics"), (_, "/connections"), (_, "/drain"), (_, "/reload"):
+            return .text(.methodNotAllowed, "method not allowed")
+        default:
+            return .text(.notFound, "no such endpoint")
+        }
+    }
+
+    private func authorize(_ request: AdminRequest) -> AdminResponse? {
+        guard let expected = self.tokenDigest else { return nil }
+        let presented = request.headers["authorization"].first.flatMap(TokenExtractor.bearer) ?? ""
+        let digest = Array(SHA256.hash(data: Array(presented.utf8)))
+        var difference: UInt8 = 0
+        for index in 0..<32 { difference |= digest[index] ^ expected[index] }
+        if difference == 0 && !presented.isEmpty { return nil }
+        var response = AdminResponse.text(.unauthorized, "admin token required")
+        response.headers = [("WWW-Authenticate", "Bearer realm=\"gatehouse-admin\"")]
+        return response
+    }
+
+    private func matches(_ connection: ConnectionSnapshot, _ query: [String: String]) -> Bool {
+        if let route = query["route"], connection.route != route { return false }
+        if let subject = query["subject"], connection.subject != subject { return false }
+        return true
+    }
+
+    static func json(_ connection: ConnectionSnapshot) -> [String: Any] {
+        [
+            "id": connection.id, "route": connection.route, "listener": connection.listener, "client": connection.client,
+            "subject": connection.subject as Any? ?? NSNull(), "transport": connection.transport, "backend": connection.backend,
+            "age_seconds": (connection.ageSeconds * 1000).rounded() / 1000, "bytes_in": connection.bytesFromClient,
+            "bytes_out": connection.bytesFromBackend, "messages_in": connection.messagesFromClient,
+            "messages_out": connection.messagesFromBackend,
+        ]
+    }
+}
