@@ -287,11 +287,26 @@ struct FrameRelayTests {
 
     @Test func idleTimeoutClosesBothSides() async throws {
         try await self.withPair(path: "/idle") { pair, _ in
-            try await pair.client.sendFrame(opcode: TestFrame.text, payload: Array("x".utf8))
-            #expect(try await pair.upstream.readFrame().opcode == TestFrame.text)
-            let lastData = ContinuousClock.now
+            let opened = ContinuousClock.now
             try await self.expectClose(pair, client: 1001, backend: 1001, clientReason: "idle timeout")
-            #expect(ContinuousClock.now - lastData >= .milliseconds(950))
+            #expect(ContinuousClock.now - opened >= .milliseconds(950))
+        }
+    }
+
+    @Test func dataFramesKeepAnIdleConnectionOpen() async throws {
+        try await self.withPair(path: "/idle") { pair, _ in
+            // Data every 200 ms for 2.5 idle timeouts: the connection stays open throughout.
+            let until = ContinuousClock.now + .milliseconds(2500)
+            var sent = 0
+            while ContinuousClock.now < until {
+                try await pair.client.sendFrame(opcode: TestFrame.text, payload: Array("tick".utf8))
+                let frame = try await pair.upstream.readFrame()
+                #expect(frame.opcode == TestFrame.text, "got \(frame) after \(sent) ticks")
+                if frame.opcode != TestFrame.text { return }
+                sent += 1
+                try await Task.sleep(for: .milliseconds(200))
+            }
+            #expect(sent >= 5)
         }
     }
 

@@ -17,7 +17,6 @@ struct HandshakeRefusalTests {
             defaults:
               limits:
                 max_head_bytes: 2KiB
-                handshake_timeout: 1s
             """
     )
 
@@ -106,7 +105,8 @@ struct HandshakeRefusalTests {
     }
 
     @Test func slowHeadIsCutOffWithoutBlockingOthers() async throws {
-        try await TestProxy.with(Self.config) { proxy in
+        let config = Self.config.replacingOccurrences(of: "max_head_bytes: 2KiB", with: "max_head_bytes: 2KiB\n    handshake_timeout: 2s")
+        try await TestProxy.with(config) { proxy in
             let slow = try await TestClient.connect(port: try proxy.port("plain"))
             try await slow.send("GET /echo HTTP/1.1\r\nHost: x\r\n")
             // Another client is served while the slow one dawdles.

@@ -58,7 +58,7 @@ extension ListenerConfig {
 
 extension ListenerTLSConfig {
     static let supportedALPN: Set<String> = ["h2", "http/1.1"]
-    static let defaultALPN = ["http/1.1"]
+    static let defaultALPN = ["h2", "http/1.1"]
 
     init(node: ConfigNode, paths: ConfigPaths) throws(ConfigError) {
         let map = try node.mapping("tls")

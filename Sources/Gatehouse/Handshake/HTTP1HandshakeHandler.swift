@@ -28,14 +28,18 @@ final class HTTP1HandshakeHandler: ChannelDuplexHandler, RemovableChannelHandler
     private var readParked = false
     private var readRequestedWhileParked = false
     private var timer: Scheduled<Void>?
+    /// When the connection was accepted: the handshake deadline counts from here, TLS included.
+    private let accepted: NIODeadline
+    /// When the request head arrived: handshake latency counts from here.
     private var started = NIODeadline.now()
 
-    init(engine: ProxyEngine, listener: ListenerInfo, headGuard: HeadSizeGuard, limits: LimitsConfig) {
+    init(engine: ProxyEngine, listener: ListenerInfo, headGuard: HeadSizeGuard, limits: LimitsConfig, accepted: NIODeadline) {
         self.engine = engine
         self.listener = listener
         self.headGuard = headGuard
         self.maxHeadBytes = limits.maxHeadBytes
         self.handshakeTimeout = TimeAmount(limits.handshakeTimeout)
+        self.accepted = accepted
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -49,8 +53,7 @@ final class HTTP1HandshakeHandler: ChannelDuplexHandler, RemovableChannelHandler
 
     private func armTimer(context: ChannelHandlerContext) {
         guard self.timer == nil else { return }
-        self.started = .now()
-        self.timer = context.eventLoop.assumeIsolated().scheduleTask(in: self.handshakeTimeout) {
+        self.timer = context.eventLoop.assumeIsolated().scheduleTask(deadline: self.accepted + self.handshakeTimeout) {
             guard case .awaitingHead = self.state else { return }
             self.refuse(HandshakeRefusal(.requestTimeout, "request head not received in time"), request: nil, route: nil, context: context)
         }
@@ -61,6 +64,7 @@ final class HTTP1HandshakeHandler: ChannelDuplexHandler, RemovableChannelHandler
             return  // body bytes of a refused request, or parts after the head: nothing to do with them
         }
         self.headGuard.markHeadComplete()
+        self.started = .now()
         self.timer?.cancel()
         self.state = .admitting
         self.readParked = true
@@ -191,48 +195,24 @@ final class HTTP1HandshakeHandler: ChannelDuplexHandler, RemovableChannelHandler
 
     private func splice(_ upgrade: BackendUpgrade, admission: Admission, request: UpgradeRequest, loop: LoopContext, context: ChannelHandlerContext) {
         self.state = .spliced
-        let route = admission.route
-        let limits = route.config.limits
-        let record = ConnectionRecord(
-            id: self.engine.makeConnectionID(), listener: self.listener.name, route: route.name, request: request,
-            subject: admission.identity?.subject, backendServer: upgrade.server.description, started: self.started,
-            startedWallClock: Date().timeIntervalSince1970
+        let bufferBytes = admission.route.config.limits.bufferBytes
+        let session = Splice.makeSession(
+            engine: self.engine, admission: admission, request: request, upgrade: upgrade, listener: self.listener.name,
+            started: self.started, loop: loop
         )
-        let engine = self.engine
-        let ticket = admission.ticket
-        let settings = RelaySettings(
-            limits: limits,
-            negotiatedExtensions: upgrade.head.headers["sec-websocket-extensions"].flatMap { HTTPToken.list($0) },
-            expiresAt: route.config.enforceExpiry ? admission.identity?.expiresAt.map(NIODeadline.fromWallClock) : nil
-        )
-        let session = RelaySession(record: record, settings: settings, metrics: route.metrics) { session in
-            engine.finished(session, ticket: ticket, on: loop)
-        }
-        engine.register(session, on: loop)
-        route.metrics.handshake(status: 101)
-        route.metrics.active.increment()
-        route.metrics.handshakeDuration.recordNanoseconds((NIODeadline.now() - self.started).nanoseconds)
-
         context.write(self.wrapOutboundOut(.head(ClientResponse.switchingProtocols(from: upgrade.head, subprotocol: admission.clientSubprotocol))), promise: nil)
         context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: nil)
         do {
-            try context.channel.syncOptions?.setOption(
-                .writeBufferWaterMark, value: .init(low: limits.bufferBytes / 2, high: limits.bufferBytes)
-            )
+            try context.channel.syncOptions?.setOption(.writeBufferWaterMark, value: .init(low: bufferBytes / 2, high: bufferBytes))
             let client = context.pipeline.syncOperations
-            let backend = upgrade.channel.pipeline.syncOperations
             try client.addHandler(RelayHandler(session: session, side: .client))
-            try backend.addHandler(RelayHandler(session: session, side: .backend))
-            _ = backend.removeHandler(try backend.handler(type: BackendHandshakeHandler.self))
-            _ = backend.removeHandler(try backend.handler(type: HTTPRequestEncoder.self))
+            let backendDecoder = try Splice.attachBackend(upgrade, to: session)
             _ = client.removeHandler(context: context)
             _ = client.removeHandler(try client.handler(type: HTTPResponseEncoder.self))
             _ = client.removeHandler(try client.handler(type: HeadSizeGuard.self))
             // Removing the decoders hands on the bytes they hold past the heads: frames the backend sent right
-            // after its 101, a pipelined first frame from the client. Decoder removal completes on a later loop
-            // tick; the relay starts (flushing what they handed over) once both are out. The backend's decoder goes
-            // first: it also watches outbound writes, and the client's bytes are about to be written through it.
-            let backendDecoder = backend.removeHandler(try backend.handler(type: ByteToMessageHandler<HTTPResponseDecoder>.self))
+            // after its 101, a pipelined first frame from the client. Removal completes on a later loop tick; the
+            // relay starts (flushing what they handed over) once both are out, the backend's first.
             let clientDecoder = client.removeHandler(try client.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self))
             backendDecoder.and(clientDecoder).assumeIsolated().whenComplete { result in
                 switch result {
@@ -241,10 +221,7 @@ final class HTTP1HandshakeHandler: ChannelDuplexHandler, RemovableChannelHandler
                 }
             }
         } catch {
-            self.engine.logger.error("splice failed", metadata: ["error": "\(error)"])
-            upgrade.channel.close(promise: nil)
-            context.close(promise: nil)
-            return
+            Splice.abandon(session, upgrade: upgrade, client: context.channel, engine: self.engine, error: error)
         }
     }
 

@@ -1,7 +1,5 @@
 import NIOCore
-import NIOHTTP1
 import NIOPosix
-import NIOSSL
 
 /// A bound listener socket. What its accepted connections get (name, TLS context, limits) is read from the
 /// event loop's current state at accept time, so a reload changes it without touching the socket.
@@ -23,22 +21,7 @@ struct RunningListener: Sendable {
             .childChannelOption(.maxMessagesPerRead, value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    let state = engine.loop(channel.eventLoop).state
-                    guard let listener = state.listeners[key] else {
-                        throw ChannelError.inappropriateOperationForState  // removed by a reload: refuse
-                    }
-                    let info = ListenerInfo(name: listener.name, isTLS: listener.tls != nil)
-                    let limits = state.config.defaultLimits
-                    let sync = channel.pipeline.syncOperations
-                    if info.isTLS {
-                        guard let tls = state.listenerTLS[info.name] else { throw ChannelError.inappropriateOperationForState }
-                        try sync.addHandler(NIOSSLServerHandler(context: tls.context))
-                    }
-                    let headGuard = HeadSizeGuard(limit: limits.maxHeadBytes)
-                    try sync.addHandler(headGuard)
-                    try sync.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)))
-                    try sync.addHandler(HTTPResponseEncoder())
-                    try sync.addHandler(HTTP1HandshakeHandler(engine: engine, listener: info, headGuard: headGuard, limits: limits))
+                    try ConnectionPipeline.configure(channel, listenerKey: key, engine: engine)
                 }
             }
             .bind(host: address.host, port: address.port).get()

@@ -13,6 +13,8 @@ import NIOCore
 final class RelaySession {
     struct Peer {
         var context: ChannelHandlerContext?
+        /// A socket channel (not an HTTP/2 stream), whose outbound backlog can be read.
+        var isSocket = true
         var readParked = false
         var active = true
         var inputClosed = false
@@ -77,6 +79,7 @@ final class RelaySession {
 
     func attach(_ side: RelaySide, context: ChannelHandlerContext) {
         self[side].context = context
+        self[side].isSocket = context.channel.parent == nil
     }
 
     /// Starts relaying once both handlers are in place: flushes what the decoders handed over when they were
@@ -138,7 +141,7 @@ final class RelaySession {
         guard self[side].unflushed, let context = self[side].context else { return }
         self[side].unflushed = false
         context.flush()
-        self.sampleBacklog(context)
+        if self[side].isSocket { self.sampleBacklog(context) }
     }
 
     // MARK: Backpressure
@@ -197,9 +200,18 @@ final class RelaySession {
         self.backend.context?.close(promise: nil)
     }
 
-    /// Closes `side` after flushing what is queued toward it.
+    /// Closes `side` after flushing what is queued toward it. An HTTP/2 stream only gets END_STREAM: it closes
+    /// once the client ends its side too (resetting it would be abrupt); the close timer bounds the wait.
     func closeAfterFlush(_ side: RelaySide) {
         guard self[side].active, let context = self[side].context else { return }
+        if !self[side].isSocket {
+            if !self[side].outputClosed {
+                self[side].outputClosed = true
+                self[side].unflushed = false
+                context.close(mode: .output, promise: nil)
+            }
+            return
+        }
         if !self[side].outputClosed {
             self[side].outputClosed = true
             self[side].unflushed = false

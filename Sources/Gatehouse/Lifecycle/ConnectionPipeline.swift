@@ -1,0 +1,94 @@
+import NIOCore
+import NIOHTTP1
+import NIOHTTP2
+import NIOSSL
+import NIOTLS
+
+/// Sets up an accepted connection: TLS (with ALPN choosing HTTP/2 or HTTP/1.1) or plain HTTP/1.1, always from the
+/// event loop's current state, so a reload applies to the next connection.
+enum ConnectionPipeline {
+    static func configure(_ channel: Channel, listenerKey: String, engine: ProxyEngine) throws {
+        let accepted = NIODeadline.now()
+        let state = engine.loop(channel.eventLoop).state
+        guard let listener = state.listeners[listenerKey] else {
+            throw ChannelError.inappropriateOperationForState  // removed by a reload: refuse
+        }
+        let info = ListenerInfo(name: listener.name, isTLS: listener.tls != nil)
+        let limits = state.config.defaultLimits
+        let sync = channel.pipeline.syncOperations
+        guard info.isTLS else {
+            try Self.addHTTP1(sync, engine: engine, info: info, limits: limits, accepted: accepted)
+            return
+        }
+        guard let tls = state.listenerTLS[info.name] else { throw ChannelError.inappropriateOperationForState }
+        let metrics = engine.metrics
+        let deadline = AcceptDeadlineHandler(deadline: accepted + TimeAmount(limits.handshakeTimeout)) {
+            metrics.tlsHandshakeFailed(listener: info.name)
+        }
+        try sync.addHandler(NIOSSLServerHandler(context: tls.context))
+        try sync.addHandler(deadline)
+        let maxStreams = listener.maxConcurrentStreams
+        try sync.addHandler(
+            ApplicationProtocolNegotiationHandler { result, channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let sync = channel.pipeline.syncOperations
+                    _ = sync.removeHandler(deadline)
+                    if case .negotiated("h2") = result {
+                        try Self.addHTTP2(channel, engine: engine, info: info, limits: limits, maxStreams: maxStreams)
+                    } else {
+                        try Self.addHTTP1(sync, engine: engine, info: info, limits: limits, accepted: accepted)
+                    }
+                }
+            }
+        )
+    }
+
+    private static func addHTTP1(
+        _ sync: ChannelPipeline.SynchronousOperations, engine: ProxyEngine, info: ListenerInfo, limits: LimitsConfig,
+        accepted: NIODeadline
+    ) throws {
+        let headGuard = HeadSizeGuard(limit: limits.maxHeadBytes)
+        try sync.addHandler(headGuard)
+        try sync.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)))
+        try sync.addHandler(HTTPResponseEncoder())
+        try sync.addHandler(HTTP1HandshakeHandler(engine: engine, listener: info, headGuard: headGuard, limits: limits, accepted: accepted))
+    }
+
+    private static func addHTTP2(_ channel: Channel, engine: ProxyEngine, info: ListenerInfo, limits: LimitsConfig, maxStreams: Int) throws {
+        var connection = NIOHTTP2Handler.ConnectionConfiguration()
+        connection.initialSettings = [
+            HTTP2Setting(parameter: .maxConcurrentStreams, value: maxStreams),
+            HTTP2Setting(parameter: .maxHeaderListSize, value: limits.maxHeadBytes),
+            HTTP2Setting(parameter: .enableConnectProtocol, value: 1),
+        ]
+        var stream = NIOHTTP2Handler.StreamConfiguration()
+        // A stream's writability follows its flow-control window and this much buffered output: the relay stops
+        // reading the backend while a stream cannot take more.
+        stream.outboundBufferSizeHighWatermark = limits.bufferBytes
+        stream.outboundBufferSizeLowWatermark = limits.bufferBytes / 2
+        let idle = HTTP2IdleConnectionTimer(connection: channel, timeout: TimeAmount(limits.handshakeTimeout))
+        // HTTP/2 has no half-closed connections: a client's FIN ends them.
+        try channel.pipeline.syncOperations.addHandler(CloseOnInputClosedHandler())
+        _ = try channel.pipeline.syncOperations.configureHTTP2Pipeline(
+            mode: .server, connectionConfiguration: connection, streamConfiguration: stream, streamDelegate: idle
+        ) { stream in
+            stream.eventLoop.makeCompletedFuture {
+                try stream.pipeline.syncOperations.addHandler(HTTP2StreamHandshakeHandler(engine: engine, listener: info))
+            }
+        }
+        idle.start()
+    }
+}
+
+/// Closes the connection when the peer shuts its side of it.
+final class CloseOnInputClosedHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = NIOAny
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case ChannelEvent.inputClosed = event {
+            context.close(promise: nil)
+        } else {
+            context.fireUserInboundEventTriggered(event)
+        }
+    }
+}
