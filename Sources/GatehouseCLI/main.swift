@@ -22,13 +22,7 @@ struct Run: AsyncParsableCommand {
     var config: String = "proxy.yaml"
 
     func run() async throws {
-        let proxyConfig: ProxyConfig
-        do {
-            proxyConfig = try ConfigLoader.load(path: self.config)
-        } catch {
-            FileHandle.standardError.write(Data("\(error)\n".utf8))
-            throw ExitCode(1)
-        }
+        let proxyConfig = try loadOrExit(self.config)
         LogControl.shared.apply(proxyConfig.log)
         LoggingSystem.bootstrap { label in GatehouseLogHandler(label: label) }
         let logger = Logger(label: "gatehouse")
@@ -97,13 +91,7 @@ struct Reload: AsyncParsableCommand {
     var config: String = "proxy.yaml"
 
     func run() async throws {
-        let proxyConfig: ProxyConfig
-        do {
-            proxyConfig = try ConfigLoader.load(path: self.config)
-        } catch {
-            FileHandle.standardError.write(Data("\(error)\n".utf8))
-            throw ExitCode(1)
-        }
+        let proxyConfig = try loadOrExit(self.config)
         let outcome = await ReloadRequest.send(for: proxyConfig, environment: ProcessInfo.processInfo.environment)
         switch outcome {
         case .success(let message):
@@ -120,5 +108,15 @@ struct Version: ParsableCommand {
 
     func run() {
         print("gatehouse \(GatehouseVersion.string)")
+    }
+}
+
+/// Reads a configuration, or prints its error (`file:line:col: message`) and exits 1.
+func loadOrExit(_ path: String) throws -> ProxyConfig {
+    do {
+        return try ConfigLoader.load(path: path)
+    } catch {
+        FileHandle.standardError.write(Data("\(error)\n".utf8))
+        throw ExitCode(1)
     }
 }

@@ -143,52 +143,22 @@ final class HTTP1HandshakeHandler: ChannelDuplexHandler, RemovableChannelHandler
             return
         }
         let loop = self.engine.loop(context.eventLoop)
-        let route: ActiveRoute
-        switch self.engine.route(request, on: loop) {
-        case .failure(let refusal):
-            self.refuse(refusal, request: request, route: nil, context: context)
-            return
-        case .success(let matched):
-            route = matched
-        }
-        if let refusal = HTTP1UpgradeValidator.validateUpgrade(head) {
-            self.refuse(refusal, request: request, route: route.name, context: context)
-            return
-        }
-        HandshakePolicy.authorize(request, route: route, on: context.eventLoop).assumeIsolated().whenComplete { result in
-            switch result {
-            case .success(let admission):
-                guard case .admitting = self.state else {
-                    admission.ticket.release()
-                    return
+        HandshakeFlow.run(request, engine: self.engine, loop: loop) { _ in HTTP1UpgradeValidator.validateUpgrade(head) }
+            .assumeIsolated().whenSuccess { outcome in
+                switch outcome {
+                case .upgraded(let admission, let upgrade):
+                    guard case .admitting = self.state else {
+                        admission.ticket.release()
+                        upgrade.channel.close(promise: nil)
+                        return
+                    }
+                    self.splice(upgrade, admission: admission, request: request, loop: loop, context: context)
+                case .backendRefused(let admission, let server, let head, let body):
+                    self.relayRefusal(head: head, body: body, server: server, request: request, admission: admission, context: context)
+                case .refused(let refusal, let route, let backend):
+                    self.refuse(refusal, request: request, route: route, backend: backend, context: context)
                 }
-                self.connectBackend(admission, request: request, loop: loop, context: context)
-            case .failure(let error):
-                let refusal = (error as? HandshakeRefusal) ?? HandshakeRefusal(.internalServerError, "policy check failed")
-                self.refuse(refusal, request: request, route: route.name, context: context)
             }
-        }
-    }
-
-    private func connectBackend(_ admission: Admission, request: UpgradeRequest, loop: LoopContext, context: ChannelHandlerContext) {
-        self.engine.openBackend(admission, on: context.eventLoop).assumeIsolated().whenComplete { result in
-            switch result {
-            case .success(.upgraded(let upgrade)):
-                guard case .admitting = self.state else {
-                    admission.ticket.release()
-                    upgrade.channel.close(promise: nil)
-                    return
-                }
-                self.splice(upgrade, admission: admission, request: request, loop: loop, context: context)
-            case .success(.refused(let server, let head, let body)):
-                admission.ticket.release()
-                self.relayRefusal(head: head, body: body, server: server, request: request, admission: admission, context: context)
-            case .failure(let error):
-                admission.ticket.release()
-                let failure = (error as? BackendFailure) ?? .connectFailed("-", "\(error)")
-                self.refuse(failure.refusal, request: request, route: admission.route.name, backend: failure.server, context: context)
-            }
-        }
     }
 
     // MARK: Splice

@@ -77,58 +77,43 @@ final class HTTP2StreamHandshakeHandler: ChannelDuplexHandler, RemovableChannelH
             return
         }
         let loop = self.engine.loop(context.eventLoop)
-        let route: ActiveRoute
-        switch self.engine.route(request, on: loop) {
-        case .failure(let refusal):
-            self.refuse(refusal, request: request, route: nil, context: context)
-            return
-        case .success(let matched):
-            route = matched
-        }
-        guard method == "CONNECT", protocolName?.lowercased() == "websocket" else {
-            self.refuse(.upgradeRequired("this endpoint only accepts WebSockets (extended CONNECT with :protocol websocket)"), request: request, route: route.name, context: context)
-            return
-        }
-        guard request.authority != nil, endStream == false else {
-            self.refuse(.badRequest("an extended CONNECT needs :authority and an open stream"), request: request, route: route.name, context: context)
-            return
-        }
-        guard regular["sec-websocket-version"] == ["13"] else {
-            self.refuse(.upgradeRequired("sec-websocket-version 13 is required"), request: request, route: route.name, context: context)
-            return
-        }
-        let engine = self.engine
-        let eventLoop = context.eventLoop
-        HandshakePolicy.authorize(request, route: route, on: eventLoop).flatMap { admission in
-            engine.openBackend(admission, on: eventLoop).map { (admission, $0) }.flatMapErrorThrowing { error in
-                admission.ticket.release()
-                throw error
-            }
-        }.assumeIsolated().whenComplete { result in
-            switch result {
-            case .success((let admission, .upgraded(let upgrade))):
+        HandshakeFlow.run(request, engine: self.engine, loop: loop) { _ in
+            Self.validateExtendedConnect(method: method, protocolName: protocolName, request: request, endStream: endStream)
+        }.assumeIsolated().whenSuccess { outcome in
+            switch outcome {
+            case .upgraded(let admission, let upgrade):
                 guard case .admitting = self.state else {
                     admission.ticket.release()
                     upgrade.channel.close(promise: nil)
                     return
                 }
                 self.splice(upgrade, admission: admission, request: request, loop: loop, context: context)
-            case .success((let admission, .refused(let server, let head, let body))):
-                admission.ticket.release()
+            case .backendRefused(let admission, let server, let head, let body):
                 self.engine.refused(
                     HandshakeRefusal(head.status, "backend answered \(head.status.code)"), request: request,
                     listener: self.listener.name, client: request.clientAddress.map(ConnectionRecord.describe) ?? "-",
-                    route: route.name, backend: server.description
+                    route: admission.route.name, backend: server.description
                 )
                 self.answer(HTTP2ResponseBuilder.relayed(head, bodyLength: body.readableBytes), body: body, context: context)
-            case .failure(let error):
-                if let failure = error as? BackendFailure {
-                    self.refuse(failure.refusal, request: request, route: route.name, backend: failure.server, context: context)
-                } else {
-                    self.refuse((error as? HandshakeRefusal) ?? HandshakeRefusal(.internalServerError, "policy check failed"), request: request, route: route.name, context: context)
-                }
+            case .refused(let refusal, let route, let backend):
+                self.refuse(refusal, request: request, route: route, backend: backend, context: context)
             }
         }
+    }
+
+    /// The RFC 8441 checks, once a route matched: an extended CONNECT for `websocket`, with `:authority`, an open
+    /// stream and `sec-websocket-version: 13`.
+    private static func validateExtendedConnect(method: String, protocolName: String?, request: UpgradeRequest, endStream: Bool) -> HandshakeRefusal? {
+        guard method == "CONNECT", protocolName?.lowercased() == "websocket" else {
+            return .upgradeRequired("this endpoint only accepts WebSockets (extended CONNECT with :protocol websocket)")
+        }
+        guard request.authority != nil, !endStream else {
+            return .badRequest("an extended CONNECT needs :authority and an open stream")
+        }
+        guard request.headers["sec-websocket-version"] == ["13"] else {
+            return .upgradeRequired("sec-websocket-version 13 is required")
+        }
+        return nil
     }
 
     private func splice(_ upgrade: BackendUpgrade, admission: Admission, request: UpgradeRequest, loop: LoopContext, context: ChannelHandlerContext) {
