@@ -14,6 +14,10 @@ public enum ConfigCheck {
                 throw listener.position.error("cannot generate a self-signed certificate: \(error)")
             }
         }
+        if let variable = config.admin.tokenEnv, ProcessInfo.processInfo.environment[variable]?.isEmpty ?? true {
+            throw (config.admin.bindPosition ?? ConfigPosition(file: config.file, line: 1, column: 1))
+                .error("environment variable \(variable) (admin token_env) is not set")
+        }
         _ = try await ProxyStateBuilder(
             echoAddress: BindAddress(host: "127.0.0.1", port: 1), selfSigned: selfSigned, counters: [:],
             environment: ProcessInfo.processInfo.environment, metrics: ProxyMetrics()
