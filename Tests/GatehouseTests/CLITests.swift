@@ -42,3 +42,35 @@ struct CLITests {
         #expect(result.output.hasPrefix("gatehouse "))
     }
 }
+
+extension CLITests {
+    @Test func echoCommandServesWebSockets() async throws {
+        let port = try await DrainTests.freePort()
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Self.binary)
+        process.arguments = ["echo", "--bind", "127.0.0.1:\(port)", "--threads", "1"]
+        process.standardOutput = Pipe()
+        try process.run()
+        defer { kill(process.processIdentifier, SIGKILL) }
+        var client: TestClient?
+        let deadline = ContinuousClock.now + .seconds(20)
+        while client == nil && ContinuousClock.now < deadline {
+            client = try? await TestClient.connect(port: port)
+            if client == nil { try await Task.sleep(for: .milliseconds(50)) }
+        }
+        let echo = try #require(client)
+        try await echo.sendUpgrade(path: "/")
+        #expect(try await echo.readHead().status == 101)
+        try await echo.sendFrame(opcode: TestFrame.text, payload: Array("part one, ".utf8), fin: false)
+        try await echo.sendFrame(opcode: TestFrame.continuation, payload: Array("part two".utf8))
+        let message = try await echo.readMessage()
+        #expect(String(decoding: message.payload, as: UTF8.self) == "part one, part two")
+        try await echo.sendFrame(opcode: TestFrame.ping, payload: [1, 2, 3])
+        let pong = try await echo.readFrame()
+        #expect(pong.opcode == TestFrame.pong && pong.payload == [1, 2, 3])
+        try await echo.sendFrame(opcode: TestFrame.close, payload: TestFrame.closePayload(1000))
+        #expect(try await echo.readFrame().closeCode == 1000)
+        _ = try await echo.waitForClose()
+        kill(process.processIdentifier, SIGTERM)
+    }
+}

@@ -105,7 +105,7 @@ struct HandshakeRefusalTests {
     }
 
     @Test func slowHeadIsCutOffWithoutBlockingOthers() async throws {
-        let config = Self.config.replacingOccurrences(of: "max_head_bytes: 2KiB", with: "max_head_bytes: 2KiB\n    handshake_timeout: 2s")
+        let config = Self.config.replacingOccurrences(of: "max_head_bytes: 2KiB", with: "max_head_bytes: 2KiB\n    handshake_timeout: 3s")
         try await TestProxy.with(config) { proxy in
             let slow = try await TestClient.connect(port: try proxy.port("plain"))
             try await slow.send("GET /echo HTTP/1.1\r\nHost: x\r\n")

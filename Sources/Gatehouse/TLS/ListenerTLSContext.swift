@@ -53,6 +53,8 @@ struct ListenerTLSContext: Sendable {
         )
         tls.minimumTLSVersion = config.minVersion == .v1_3 ? .tlsv13 : .tlsv12
         tls.applicationProtocols = config.alpn
+        // After sending close_notify, wait this long for the peer's before closing TCP (NIOSSL's default is 5 s).
+        tls.shutdownTimeout = .seconds(1)
         if chains.count > 1 {
             let selector = CertificateSelector(namesPerCertificate: names)
             let overrides: [NIOSSLContextConfigurationOverride] = chains.map { chain in
