@@ -127,7 +127,7 @@ final class HTTP2StreamHandshakeHandler: ChannelDuplexHandler, RemovableChannelH
         do {
             let stream = context.pipeline.syncOperations
             try stream.addHandler(HTTP2StreamAdapter())
-            try stream.addHandler(RelayHandler(session: session, side: .client))
+            try stream.addHandler(RelayHandler(session: session, side: .client, isStream: true))
             let backendDecoder = try Splice.attachBackend(upgrade, to: session)
             let early = self.early
             let earlyEnd = self.earlyEnd

@@ -9,14 +9,17 @@ final class RelayHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private let session: RelaySession
     private let side: RelaySide
+    private let isStream: Bool
 
-    init(session: RelaySession, side: RelaySide) {
+    /// `isStream`: the channel is an HTTP/2 stream rather than a TCP connection.
+    init(session: RelaySession, side: RelaySide, isStream: Bool = false) {
         self.session = session
         self.side = side
+        self.isStream = isStream
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
-        self.session.attach(self.side, context: context)
+        self.session.attach(self.side, context: context, isStream: self.isStream)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {

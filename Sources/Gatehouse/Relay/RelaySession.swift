@@ -77,9 +77,9 @@ final class RelaySession {
         self[side].readParked
     }
 
-    func attach(_ side: RelaySide, context: ChannelHandlerContext) {
+    func attach(_ side: RelaySide, context: ChannelHandlerContext, isStream: Bool) {
         self[side].context = context
-        self[side].isSocket = context.channel.parent == nil
+        self[side].isSocket = !isStream
     }
 
     /// Starts relaying once both handlers are in place: flushes what the decoders handed over when they were
