@@ -11,7 +11,9 @@ import NIOCore
 /// received one (or `close_timeout` passed). The proxy sends its own close frames (limits, violations, timeouts,
 /// drain) only on a frame boundary of the stream it writes them into.
 final class RelaySession {
-    struct Peer {
+    /// One side's state. A class, so the per-read path updates it in place instead of copying it (and retaining
+    /// its context) on every access.
+    final class Peer {
         var context: ChannelHandlerContext?
         /// A socket channel (not an HTTP/2 stream), whose outbound backlog can be read.
         var isSocket = true
@@ -42,8 +44,8 @@ final class RelaySession {
     let metrics: RouteMetrics
     var reported = ReportedTraffic()
     private let onEnd: (RelaySession) -> Void
-    var client = Peer()
-    var backend = Peer()
+    let client = Peer()
+    let backend = Peer()
     /// Frames read from the client, toward the backend.
     var fromClient: FrameScanner
     /// Frames read from the backend, toward the client.
@@ -66,10 +68,7 @@ final class RelaySession {
     }
 
     subscript(side: RelaySide) -> Peer {
-        get { side == .client ? self.client : self.backend }
-        set {
-            if side == .client { self.client = newValue } else { self.backend = newValue }
-        }
+        side == .client ? self.client : self.backend
     }
 
     /// Whether reads from `side` are held back by backpressure.
@@ -141,7 +140,8 @@ final class RelaySession {
         guard self[side].unflushed, let context = self[side].context else { return }
         self[side].unflushed = false
         context.flush()
-        if self[side].isSocket { self.sampleBacklog(context) }
+        // The backlog is only worth reading when it is over the high watermark: below it, it is bounded anyway.
+        if self[side].isSocket && !context.channel.isWritable { self.sampleBacklog(context) }
     }
 
     // MARK: Backpressure
