@@ -3,8 +3,9 @@
 # this machine's loopback. See README.md for what each scenario measures.
 #
 # Environment (defaults in brackets; QUICK=1 shrinks everything for a smoke test):
-#   REPS [3]  DURATION [10] (scenarios 1, 2)  LARGE_DURATION [5] (scenario 3)  WARMUP [1]  CONNS [50]
-#   IDLE_CONNS [5000]  IDLE_HOLD [2]  HS_PARALLEL [20]  HS_DURATION [5]
+#   REPS [3]  DURATION [10] (scenarios 1, 2, 7)  LARGE_DURATION [5] (scenario 3)  WARMUP [1]  CONNS [50]
+#   IDLE_CONNS [5000]  IDLE_HOLD [2]  HS_PARALLEL [20]  HS_DURATION [5]  H2_STREAMS [50] (scenario 7)
+#   TLS_GROUPS [x25519,secp256r1] (key exchange the client offers in every TLS scenario but 5b)
 #   PROXY_THREADS [nproc]  ECHO_THREADS [1]  CLIENT_THREADS [1]
 #   PORT_BASE [18080]  BUILD [1] (0: use existing binaries)  GATEHOUSE_BIN, BENCH_BIN (prebuilt binaries)
 #   KEEP_WORK [0] (1: keep the scratch directory with configs and logs)  RESULTS_DIR [benchmarks/results]
@@ -31,6 +32,11 @@ IDLE_CONNS="${IDLE_CONNS:-5000}"
 IDLE_HOLD="${IDLE_HOLD:-2}"
 HS_PARALLEL="${HS_PARALLEL:-20}"
 HS_DURATION="${HS_DURATION:-5}"
+H2_STREAMS="${H2_STREAMS:-50}"
+# nginx and HAProxy link OpenSSL 3.0, which has no ML-KEM: offered NIOSSL's default list (X25519MLKEM768 first),
+# they settle on X25519 while Gatehouse (BoringSSL) does the post-quantum hybrid, which costs more CPU per
+# handshake. So the client offers the same classic groups to all three; scenario 5b measures the hybrid.
+TLS_GROUPS="${TLS_GROUPS:-x25519,secp256r1}"
 CORES="$(nproc)"
 PROXY_THREADS="${PROXY_THREADS:-$CORES}"
 ECHO_THREADS="${ECHO_THREADS:-1}"
@@ -115,6 +121,9 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 
 cat "$WORK/cert.pem" "$WORK/key.pem" >"$WORK/haproxy.pem"
 chmod 644 "$WORK"/*.pem
 
+# The TLS listener offers ALPN h2 and http/1.1 (Gatehouse's default), like HAProxy's bind below: the HTTP/1.1
+# scenarios' client offers no ALPN, so it gets HTTP/1.1 (it checks for an HTTP/1.x 101); h2echo offers only h2.
+# No admin listener and no access log; limits (keepalive pings every 30 s, buffers) are the defaults.
 cat >"$WORK/gatehouse.yaml" <<EOF
 threads: $PROXY_THREADS
 listeners:
@@ -200,7 +209,7 @@ defaults
   timeout http-request 10s
 frontend websocket
   bind $HOST:$HA_PLAIN backlog 4096
-  bind $HOST:$HA_TLS ssl crt $WORK/haproxy.pem backlog 4096
+  bind $HOST:$HA_TLS ssl crt $WORK/haproxy.pem alpn h2,http/1.1 backlog 4096
   default_backend echo
 backend echo
   server echo1 $HOST:$ECHO_PORT
@@ -284,6 +293,7 @@ run_case() {  # run_case SCENARIO TARGET REP -- bench arguments...
 
 TARGETS=(direct gatehouse nginx haproxy)
 PROXIES=(gatehouse nginx haproxy)
+H2_PROXIES=(gatehouse haproxy)  # nginx does not implement RFC 8441 (WebSockets over HTTP/2)
 rotate() {  # rotate N items...: the items starting at index N mod count, so no target always goes first
   local n="$1"; shift
   local items=("$@") count=$#
@@ -302,8 +312,12 @@ for ((rep = 1; rep <= REPS; rep++)); do
       --connections "$CONNS" --size 64 --duration "$DURATION" --warmup "$WARMUP"
   done
   for target in $(rotate "$rep" "${PROXIES[@]}"); do
-    run_case s2_tls64 "$target" "$rep" -- echo --url "$(url_of "$target" tls)" \
+    run_case s2_tls64 "$target" "$rep" -- echo --url "$(url_of "$target" tls)" --tls-groups "$TLS_GROUPS" \
       --connections "$CONNS" --size 64 --duration "$DURATION" --warmup "$WARMUP"
+  done
+  for target in $(rotate "$rep" "${H2_PROXIES[@]}"); do
+    run_case s7_h2_64 "$target" "$rep" -- h2echo --url "$(url_of "$target" tls)" --tls-groups "$TLS_GROUPS" \
+      --connections 1 --streams "$H2_STREAMS" --size 64 --duration "$DURATION" --warmup "$WARMUP"
   done
   for target in $(rotate "$rep" "${TARGETS[@]}"); do
     run_case s3_plain16k "$target" "$rep" -- echo --url "$(url_of "$target" plain)" \
@@ -317,9 +331,12 @@ for ((rep = 1; rep <= REPS; rep++)); do
       --connections "$IDLE_CONNS" --hold "$IDLE_HOLD" --settle 1 --concurrency 100 --rate 5000
   done
   for target in $(rotate "$rep" "${PROXIES[@]}"); do
-    run_case s5_handshake_tls "$target" "$rep" -- handshake --url "$(url_of "$target" tls)" \
+    run_case s5_handshake_tls "$target" "$rep" -- handshake --url "$(url_of "$target" tls)" --tls-groups "$TLS_GROUPS" \
       --parallel "$HS_PARALLEL" --duration "$HS_DURATION" --warmup 1
   done
+  # 5b: the client's default groups, so Gatehouse negotiates X25519MLKEM768 (the others cannot: n/a).
+  run_case s5b_handshake_pq gatehouse "$rep" -- handshake --url "$(url_of gatehouse tls)" \
+    --parallel "$HS_PARALLEL" --duration "$HS_DURATION" --warmup 1
 done
 
 for name in "${!PIDS[@]}"; do
@@ -330,7 +347,7 @@ done
 mkdir -p "$RESULTS_DIR"
 export RUN_SECONDS=$(( $(date +%s) - RUN_START )) BUILD_SECONDS BENCH_SECONDS=$(( $(date +%s) - BENCH_START ))
 export LOAD_START LOAD_END="$(cut -d' ' -f1-3 /proc/loadavg)"
-export REPS DURATION LARGE_DURATION WARMUP CONNS IDLE_CONNS IDLE_HOLD HS_PARALLEL HS_DURATION PROXY_THREADS ECHO_THREADS CLIENT_THREADS QUICK
+export REPS DURATION LARGE_DURATION WARMUP CONNS IDLE_CONNS IDLE_HOLD HS_PARALLEL HS_DURATION H2_STREAMS TLS_GROUPS PROXY_THREADS ECHO_THREADS CLIENT_THREADS QUICK
 export NGINX_VERSION="$(nginx -v 2>&1 | sed 's/.*nginx\///')"
 export HAPROXY_VERSION="$(haproxy -v | head -1 | awk '{print $3}')"
 export SWIFT_VERSION="$(swift --version 2>/dev/null | head -1)"

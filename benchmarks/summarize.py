@@ -31,10 +31,25 @@ ROWS = [
     ("s5_cpu", "", "proxy CPU µs / handshake", "s5_handshake_tls",
      lambda r: r["watchedCPUSeconds"] / r["handshakes"] * 1e6 if r.get("watchedCPUSeconds") is not None and r["handshakes"] else None,
      False, 0),
+    ("s5b_rate", "5b. TLS handshakes, X25519MLKEM768", "handshakes/s", "s5b_handshake_pq",
+     lambda r: r["handshakesPerSecond"], True, 0),
+    ("s5b_cpu", "", "proxy CPU µs / handshake", "s5b_handshake_pq",
+     lambda r: r["watchedCPUSeconds"] / r["handshakes"] * 1e6 if r.get("watchedCPUSeconds") is not None and r["handshakes"] else None,
+     False, 0),
     ("s6_cpu", "6. proxy CPU in scenario 1", "CPU s / 1M msgs", "s1_plain64",
      lambda r: r["watchedCPUSeconds"] / r["messages"] * 1e6 if r.get("watchedCPUSeconds") is not None and r["messages"] else None,
      False, 2),
+    ("s7_rate", "7. 64 B msgs, {h2} WebSockets on 1 HTTP/2 conn, TLS", "msgs/s", "s7_h2_64", lambda r: r["messagesPerSecond"], True, 0),
+    ("s7_p50", "", "p50 µs", "s7_h2_64", lambda r: r["latencyMicros"]["p50"], False, 0),
+    ("s7_p99", "", "p99 µs", "s7_h2_64", lambda r: r["latencyMicros"]["p99"], False, 0),
+    ("s7_cpu", "", "proxy CPU s / 1M msgs", "s7_h2_64",
+     lambda r: r["watchedCPUSeconds"] / r["messages"] * 1e6 if r.get("watchedCPUSeconds") is not None and r["messages"] else None,
+     False, 2),
 ]
+
+# How the load generator opened its WebSockets in each echo scenario (the result's "transport"): HTTP/1.1 Upgrade
+# with no ALPN offered, or RFC 8441 streams on a connection that negotiated h2.
+EXPECTED_TRANSPORT = {"s1_plain64": "http/1.1", "s2_tls64": "http/1.1", "s3_plain16k": "http/1.1", "s7_h2_64": "h2"}
 
 
 def main():
@@ -72,7 +87,8 @@ def main():
     problems = {}
     for run in runs:
         key = f'{run["scenario"]}/{run["target"]}'
-        entry = problems.setdefault(key, {"runs": 0, "failedRuns": 0, "errors": 0, "dropped": 0, "connectFailures": 0})
+        entry = problems.setdefault(key, {"runs": 0, "failedRuns": 0, "errors": 0, "dropped": 0, "connectFailures": 0,
+                                          "wrongTransport": 0})
         entry["runs"] += 1
         if not ok(run):
             entry["failedRuns"] += 1
@@ -81,6 +97,9 @@ def main():
         entry["errors"] += result.get("errors", 0)
         entry["dropped"] += result.get("dropped", 0)
         entry["connectFailures"] += result.get("connectFailures", 0) + result.get("failed", 0)
+        expected = EXPECTED_TRANSPORT.get(run["scenario"])
+        if expected is not None and result.get("transport") != expected:
+            entry["wrongTransport"] += 1
 
     meta = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -99,6 +118,8 @@ def main():
         "idleHoldSeconds": float(env.get("IDLE_HOLD", "0")),
         "handshakeParallel": int(env.get("HS_PARALLEL", "0")),
         "handshakeDurationSeconds": float(env.get("HS_DURATION", "0")),
+        "h2Streams": int(env.get("H2_STREAMS", "0")),
+        "tlsGroups": env.get("TLS_GROUPS", ""),
         "proxyThreads": int(env.get("PROXY_THREADS", "0")),
         "echoThreads": int(env.get("ECHO_THREADS", "0")),
         "clientThreads": int(env.get("CLIENT_THREADS", "0")),
@@ -133,7 +154,8 @@ def cell(cells, target, decimals):
 
 
 def markdown(meta, rows, problems):
-    labels = {"conns": meta["connections"], "idle": f'{meta["idleConnections"]:,}', "hs": meta["handshakeParallel"]}
+    labels = {"conns": meta["connections"], "idle": f'{meta["idleConnections"]:,}', "hs": meta["handshakeParallel"],
+              "h2": meta["h2Streams"]}
     lines = [
         f'Run {meta["date"]}, gatehouse {meta["gatehouseCommit"]}: {meta["benchSeconds"]} s of benchmarking '
         f'({meta["runSeconds"]} s in all, {meta["buildSeconds"]} s of it building); load average '
@@ -142,7 +164,8 @@ def markdown(meta, rows, problems):
         f'Medians of {meta["reps"]} interleaved repetitions (± is half the min–max range); '
         f'echo runs {meta["durationSeconds"]:g} s (16 KiB: {meta["largeDurationSeconds"]:g} s) after '
         f'{meta["warmupSeconds"]:g} s warm-up; '
-        f'handshakes {meta["handshakeDurationSeconds"]:g} s. '
+        f'handshakes {meta["handshakeDurationSeconds"]:g} s; TLS key exchange offered: {meta["tlsGroups"]} '
+        f'(5b: the client library default, X25519MLKEM768 first). '
         f'{meta["cores"]} cores ({meta["cpu"]}), kernel {meta["kernel"]}; proxies with {meta["proxyThreads"]} '
         f'threads/workers, echo backend {meta["echoThreads"]} thread, client {meta["clientThreads"]} thread; '
         f'nginx {meta["nginx"]}, HAProxy {meta["haproxy"]}. One shared, noisy machine: ratios matter more than absolutes.',
@@ -155,16 +178,21 @@ def markdown(meta, rows, problems):
         ratio = [f'{row["ratios"][o]:.2f}×' if o in row["ratios"] else "n/a" for o in ("nginx", "haproxy")]
         values = [cell(row["cells"], t, row["decimals"]) for t in TARGETS]
         lines.append(f'| {row["scenario"].format(**labels)} | {row["metric"]} {arrow} | ' + " | ".join(values + ratio) + " |")
-    lines += ["", "↑ higher is better, ↓ lower is better; a ratio above 1 means gatehouse's number is larger.", ""]
-    bad = {k: v for k, v in problems.items() if v["failedRuns"] or v["errors"] or v["dropped"] or v["connectFailures"]}
+    lines += ["", "↑ higher is better, ↓ lower is better; a ratio above 1 means gatehouse's number is larger. "
+              "Scenario 7: nginx does not implement RFC 8441 (WebSockets over HTTP/2), so n/a. Scenario 5b: nginx and "
+              "HAProxy link OpenSSL 3.0, which has no ML-KEM, so n/a.", ""]
+    bad = {k: v for k, v in problems.items()
+           if v["failedRuns"] or v["errors"] or v["dropped"] or v["connectFailures"] or v["wrongTransport"]}
     if bad:
         lines.append("Errors seen (summed over repetitions):")
         lines.append("")
         for key, v in sorted(bad.items()):
             lines.append(f'- {key}: {v["failedRuns"]}/{v["runs"]} runs failed, {v["errors"]} errors, '
-                         f'{v["connectFailures"]} connect failures, {v["dropped"]} dropped')
+                         f'{v["connectFailures"]} connect failures, {v["dropped"]} dropped, '
+                         f'{v["wrongTransport"]} runs on the wrong transport')
     else:
-        lines.append("No errors, failed runs or dropped connections in any run.")
+        lines.append("No errors, failed runs, dropped connections or wrong transports in any run "
+                     "(scenarios 1–3 on HTTP/1.1, scenario 7 on h2).")
     return "\n".join(lines) + "\n"
 
 

@@ -1,4 +1,5 @@
 import Gatehouse
+import NIOCore
 
 /// The WebSocket endpoint under test, parsed from a `ws://` or `wss://` URL.
 ///
@@ -56,5 +57,16 @@ struct BenchTarget: Sendable, CustomStringConvertible {
 
     var description: String {
         "\(self.tls ? "wss" : "ws")://\(self.address)\(self.path)"
+    }
+
+    /// The socket address to connect to, resolved once: connecting by host name would run a resolver and Happy
+    /// Eyeballs on every connection, which is client cost (and latency) that has nothing to do with the server
+    /// under test. `localhost` is resolved by the system; whatever it says, traffic goes to loopback or nowhere.
+    func loopbackSocketAddress() throws -> SocketAddress {
+        let address = try SocketAddress.makeAddressResolvingHost(self.address.host, port: self.address.port)
+        guard let ip = address.ipAddress, ip.hasPrefix("127.") || ip == "::1" else {
+            throw ParseError.notLoopback("\(self.address.host) (resolves to \(address))")
+        }
+        return address
     }
 }

@@ -1,5 +1,4 @@
 import ArgumentParser
-import Histogram
 import NIOCore
 import NIOPosix
 
@@ -35,7 +34,14 @@ struct EchoCommand: AsyncParsableCommand {
     struct Result: Encodable {
         var mode = "echo"
         var target: String
+        /// How each WebSocket was opened: "http/1.1" (an Upgrade answered by a checked `HTTP/1.x 101`, no ALPN
+        /// offered) or "h2" (RFC 8441 extended CONNECT on a stream of a connection that negotiated ALPN h2).
+        var transport: String
+        /// TCP connections asked for (HTTP/2 connections in `h2echo`).
         var connections: Int
+        /// WebSockets asked for: one per connection, or connections × streams in `h2echo`.
+        var streams: Int
+        /// WebSockets that were up when the window started.
         var connected: Int
         var messageBytes: Int
         var durationSeconds: Double
@@ -64,7 +70,7 @@ struct EchoCommand: AsyncParsableCommand {
                 target: target, tlsContext: tls, maxFrameSize: Swift.max(self.messageSize, 1 << 16)
             ), group: group)
             try await group.shutdownGracefully()
-            try self.report(result)
+            try Self.report(result, json: self.target.json)
             if result.connected == 0 { throw ExitCode(2) }
         } catch {
             try? await group.shutdownGracefully()
@@ -73,11 +79,7 @@ struct EchoCommand: AsyncParsableCommand {
     }
 
     private func measure(target: BenchTarget, connector: WebSocketConnector, group: EventLoopGroup) async throws -> Result {
-        var payload = ByteBufferAllocator().buffer(capacity: self.messageSize)
-        var generator = SystemRandomNumberGenerator()
-        for _ in 0..<self.messageSize { payload.writeInteger(UInt8.random(in: 0...255, using: &generator)) }
-        let message = payload
-
+        let message = EchoWindow.payload(size: self.messageSize)
         let clock = ContinuousClock()
         let pacer = ConnectPacer(concurrency: 64, perSecond: 2000)
         let opened = await pacer.openAll(count: self.connections, deadline: clock.now + .seconds(60)) { _ in
@@ -88,60 +90,28 @@ struct EchoCommand: AsyncParsableCommand {
             }.get()
             return EchoChannel(channel: channel, result: done.futureResult)
         }
-        let channels = opened.opened
-        Report.note("echo: \(channels.count)/\(self.connections) connections up to \(target) in \(Report.decimal(opened.seconds, 2)) s")
+        Report.note("echo: \(opened.opened.count)/\(self.connections) connections up to \(target) in \(Report.decimal(opened.seconds, 2)) s")
 
         let sampler = self.target.sampler()
-        let now = NIODeadline.now()
-        let measureFrom = now + .nanoseconds(Int64(self.warmup * 1e9))
-        let until = measureFrom + .nanoseconds(Int64(self.duration * 1e9))
-        for echo in channels {
-            echo.channel.pipeline.fireUserInboundEventTriggered(EchoStart(measureFrom: measureFrom, until: until))
-        }
-        // Sample the watched processes at the window's edges; the sleeps are on the same monotonic clock. With
-        // nothing connected there is nothing to wait for.
-        let active = !channels.isEmpty
-        if active { try await Task.sleep(for: .nanoseconds(Int64(self.warmup * 1e9))) }
-        let cpuBefore = sampler?.sample().cpuSeconds
-        let clientBefore = ProcessSampler.selfCPUSeconds()
-        if active { try await Task.sleep(for: .nanoseconds(Int64(self.duration * 1e9))) }
-        let cpuAfter = sampler?.sample().cpuSeconds
-        let clientAfter = ProcessSampler.selfCPUSeconds()
-
-        var latency = LatencyHistogram.make()
-        var messages = 0
-        var errors = opened.failures
-        var lost = 0
-        var firstError = opened.firstError
-        for echo in channels {
-            let one = try await echo.result.get()
-            latency.add(one.latency)
-            messages += one.messages
-            errors += one.errors
-            lost += one.lost ? 1 : 0
-            firstError = firstError ?? one.firstError
-        }
+        let totals = try await EchoWindow.run(opened.opened, warmup: self.warmup, duration: self.duration, sampler: sampler)
         return Result(
-            target: target.description, connections: self.connections, connected: channels.count,
+            target: target.description, transport: "http/1.1", connections: self.connections,
+            streams: self.connections, connected: opened.opened.count,
             messageBytes: self.messageSize, durationSeconds: self.duration, warmupSeconds: self.warmup,
-            messages: messages, messagesPerSecond: Double(messages) / self.duration,
-            latencyMicros: LatencySummary(latency), errors: errors, connectFailures: opened.failures,
-            connectionsLost: lost, firstError: firstError, watchedPids: sampler?.pids ?? [],
-            watchedCPUSeconds: cpuAfter.flatMap { after in cpuBefore.map { after - $0 } },
-            clientCPUSeconds: clientAfter - clientBefore
+            messages: totals.messages, messagesPerSecond: Double(totals.messages) / self.duration,
+            latencyMicros: LatencySummary(totals.latency), errors: totals.errors + opened.failures,
+            connectFailures: opened.failures, connectionsLost: totals.lost, firstError: opened.firstError ?? totals.firstError,
+            watchedPids: sampler?.pids ?? [], watchedCPUSeconds: totals.watchedCPUSeconds,
+            clientCPUSeconds: totals.clientCPUSeconds
         )
     }
 
-    /// An open echo connection and the result its handler will deliver.
-    private struct EchoChannel: Sendable {
-        var channel: Channel
-        var result: EventLoopFuture<EchoConnectionResult>
-    }
-
-    private func report(_ result: Result) throws {
+    static func report(_ result: Result, json: Bool) throws {
         var rows: [(String, String)] = [
             ("target", result.target),
-            ("connections", "\(result.connected)/\(result.connections)"),
+            ("transport", result.transport),
+            ("connections", "\(result.connections)"),
+            ("websockets up", "\(result.connected)/\(result.streams)"),
             ("message bytes", "\(result.messageBytes)"),
             ("duration (s)", Report.decimal(result.durationSeconds)),
             ("messages", "\(result.messages)"),
@@ -157,6 +127,6 @@ struct EchoCommand: AsyncParsableCommand {
         }
         rows.append(("client CPU s", Report.decimal(result.clientCPUSeconds, 2)))
         if let error = result.firstError { rows.append(("first error", error)) }
-        try Report.emit(result, title: "gatehouse-bench echo", rows: rows, json: self.target.json)
+        try Report.emit(result, title: "gatehouse-bench \(result.mode)", rows: rows, json: json)
     }
 }

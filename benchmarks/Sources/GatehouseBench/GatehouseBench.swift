@@ -6,6 +6,6 @@ struct GatehouseBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gatehouse-bench",
         abstract: "WebSocket load generator for Gatehouse benchmarks (loopback targets only).",
-        subcommands: [EchoCommand.self, IdleCommand.self, HandshakeCommand.self]
+        subcommands: [EchoCommand.self, H2EchoCommand.self, IdleCommand.self, HandshakeCommand.self]
     )
 }

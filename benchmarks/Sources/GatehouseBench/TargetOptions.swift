@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import NIOSSL
 
 /// Options every mode shares: where to connect, how, and what to report.
@@ -18,11 +19,39 @@ struct TargetOptions: ParsableArguments {
     )
     var watchPids: [Int32] = []
 
+    @Option(
+        name: .customLong("tls-groups"),
+        help: """
+            Key-exchange groups the TLS client offers, comma-separated: x25519, secp256r1, secp384r1, x25519mlkem768 \
+            (default: NIOSSL's own list, which puts the post-quantum hybrid X25519MLKEM768 first).
+            """
+    )
+    var tlsGroups: String?
+
     @Flag(help: "Print one JSON object on stdout (the human-readable table goes to stderr).")
     var json = false
 
+    static let groupNames: [String: NIOTLSCurve] = [
+        "x25519": .x25519, "secp256r1": .secp256r1, "secp384r1": .secp384r1, "x25519mlkem768": .x25519_MLKEM768,
+    ]
+
     func validate() throws {
         guard (1...64).contains(self.threads) else { throw ValidationError("--threads must be 1...64") }
+        _ = try self.groups()
+    }
+
+    /// The groups named by `--tls-groups`, nil for NIOSSL's default list.
+    func groups() throws -> [NIOTLSCurve]? {
+        guard let list = self.tlsGroups else { return nil }
+        let names = list.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+        let groups = try names.map { name in
+            guard let group = Self.groupNames[name] else {
+                throw ValidationError("--tls-groups: unknown group '\(name)' (known: \(Self.groupNames.keys.sorted().joined(separator: ", ")))")
+            }
+            return group
+        }
+        guard !groups.isEmpty else { throw ValidationError("--tls-groups needs at least one group") }
+        return groups
     }
 
     /// The parsed target; a `ValidationError` explains a bad or non-loopback URL.
@@ -37,11 +66,14 @@ struct TargetOptions: ParsableArguments {
     /// A client TLS context for `wss://` targets, nil for `ws://`.
     ///
     /// One context serves all connections; session resumption is not configured, so every connection pays a full
-    /// handshake (which is what the handshake scenario measures).
-    func tlsContext(for target: BenchTarget) throws -> NIOSSLContext? {
+    /// handshake (which is what the handshake scenario measures). `alpn` is what the client offers: nothing for the
+    /// HTTP/1.1 modes (a server that offers h2 then falls back to HTTP/1.1), `["h2"]` for `h2echo`.
+    func tlsContext(for target: BenchTarget, alpn: [String] = []) throws -> NIOSSLContext? {
         guard target.tls else { return nil }
         var configuration = TLSConfiguration.makeClientConfiguration()
         configuration.minimumTLSVersion = .tlsv12
+        configuration.applicationProtocols = alpn
+        configuration.curves = try self.groups()
         if let caFile = self.caFile {
             configuration.trustRoots = .file(caFile)
             // The benchmark certificate names 127.0.0.1 and localhost, but the chain is what matters here.

@@ -11,20 +11,13 @@ struct WebSocketConnector: Sendable {
     let maxFrameSize: Int
     /// Bound on TCP connect; the rest of the handshake is bounded by ``UpgradeHandler/timeout``.
     var connectTimeout: TimeAmount = .seconds(10)
-    /// Resolved once: connecting by host name would run a resolver and Happy Eyeballs on every connection, which
-    /// is client cost (and latency) that has nothing to do with the server under test.
     private let address: SocketAddress
 
     init(target: BenchTarget, tlsContext: NIOSSLContext?, maxFrameSize: Int) throws {
         self.target = target
         self.tlsContext = tlsContext
         self.maxFrameSize = maxFrameSize
-        let address = try SocketAddress.makeAddressResolvingHost(target.address.host, port: target.address.port)
-        // `localhost` is resolved by the system; whatever it says, traffic goes to loopback or nowhere.
-        guard let ip = address.ipAddress, ip.hasPrefix("127.") || ip == "::1" else {
-            throw BenchTarget.ParseError.notLoopback("\(target.address.host) (resolves to \(address))")
-        }
-        self.address = address
+        self.address = try target.loopbackSocketAddress()
     }
 
     /// Connects on `eventLoop`; the future succeeds once the server's 101 has been checked and `install` has added

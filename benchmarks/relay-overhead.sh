@@ -1,0 +1,214 @@
+#!/usr/bin/env bash
+# Measures what one Gatehouse build costs against another on the same relay work: by default the frame-aware relay
+# (this checkout) against the pure byte relay of commit bd54ab4. Both run side by side with the same
+# configuration in front of one echo backend; scenario 1 (64 B messages) and scenario 3 (16 KiB), plain, 50
+# connections, interleaved: every repetition runs each scenario on both builds, in an order rotated per repetition.
+#
+# The baseline binary is built separately (its own worktree and .build; a cold release build takes ~13 minutes):
+#   git worktree add /work/bytes-wt bd54ab4 && (cd /work/bytes-wt && swift build -c release --product gatehouse)
+#   BASELINE_BIN=/work/bytes-wt/.build/release/gatehouse benchmarks/relay-overhead.sh
+#
+# Environment (defaults in brackets):
+#   BASELINE_BIN (required)  CANDIDATE_BIN [this package's release gatehouse]
+#   BASELINE_LABEL [byte relay bd54ab4]  CANDIDATE_LABEL [frame relay HEAD]
+#   REPS [5]  DURATION [10] (64 B)  LARGE_DURATION [5] (16 KiB)  WARMUP [1]  CONNS [50]
+#   PROXY_THREADS [nproc]  ECHO_THREADS [1]  CLIENT_THREADS [1]  PORT_BASE [18180]  BENCH_BIN
+#   RESULTS_DIR [benchmarks/results]  KEEP_WORK [0]
+set -euo pipefail
+
+BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT_DIR="$(cd "$BENCH_DIR/.." && pwd)"
+RESULTS_DIR="${RESULTS_DIR:-$BENCH_DIR/results}"
+REPS="${REPS:-5}"
+DURATION="${DURATION:-10}"
+LARGE_DURATION="${LARGE_DURATION:-5}"
+WARMUP="${WARMUP:-1}"
+CONNS="${CONNS:-50}"
+CORES="$(nproc)"
+PROXY_THREADS="${PROXY_THREADS:-$CORES}"
+ECHO_THREADS="${ECHO_THREADS:-1}"
+CLIENT_THREADS="${CLIENT_THREADS:-1}"
+PORT_BASE="${PORT_BASE:-18180}"
+KEEP_WORK="${KEEP_WORK:-0}"
+BASELINE_LABEL="${BASELINE_LABEL:-byte relay bd54ab4}"
+CANDIDATE_LABEL="${CANDIDATE_LABEL:-frame relay $(git -C "$ROOT_DIR" rev-parse --short HEAD 2>/dev/null || echo HEAD)}"
+HOST=127.0.0.1
+ECHO_PORT=$((PORT_BASE + 20))
+declare -A PORT=([baseline]=$PORT_BASE [candidate]=$((PORT_BASE + 1)))
+
+log() { printf '[overhead %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+[[ -n "${BASELINE_BIN:-}" && -x "${BASELINE_BIN:-}" ]] || die "set BASELINE_BIN to the baseline gatehouse binary"
+BIN_DIR="$(cd "$BENCH_DIR" && swift build -c release --show-bin-path 2>/dev/null || true)"
+CANDIDATE_BIN="${CANDIDATE_BIN:-$BIN_DIR/gatehouse}"
+BENCH_BIN="${BENCH_BIN:-$BIN_DIR/gatehouse-bench}"
+[[ -x "$CANDIDATE_BIN" ]] || die "no candidate gatehouse at $CANDIDATE_BIN (build it: swift build -c release --product gatehouse)"
+[[ -x "$BENCH_BIN" ]] || die "no gatehouse-bench at $BENCH_BIN"
+declare -A BIN=([baseline]=$BASELINE_BIN [candidate]=$CANDIDATE_BIN)
+
+WORK="$(mktemp -d /tmp/gatehouse-overhead.XXXXXX)"
+declare -A PIDS=()
+stop_pid() {
+  local pid="$1"
+  kill -0 "$pid" 2>/dev/null || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
+  wait "$pid" 2>/dev/null || true
+}
+cleanup() {
+  local status=$?
+  for name in "${!PIDS[@]}"; do stop_pid "${PIDS[$name]}"; done
+  if [[ "$KEEP_WORK" == 1 || $status -ne 0 ]]; then log "scratch directory kept: $WORK"; else rm -rf "$WORK"; fi
+  exit $status
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+ulimit -n "$(ulimit -Hn)" || true
+[[ $(ulimit -n) -ge $((CONNS * 4 + 1000)) ]] || die "open-file limit $(ulimit -n) is too low"
+for port in $ECHO_PORT "${PORT[@]}"; do
+  if ss -Hltn "sport = :$port" | grep -q .; then die "port $port is in use; set PORT_BASE"; fi
+done
+
+wait_port() {
+  local port="$1" name="$2"
+  for _ in $(seq 1 100); do
+    if ss -Hltn "sport = :$port" | grep -q .; then return 0; fi
+    kill -0 "${PIDS[$name]}" 2>/dev/null || die "$name exited; see $WORK/$name.log"
+    sleep 0.1
+  done
+  die "$name did not listen on $port; see $WORK/$name.log"
+}
+
+# Same configuration for both: one plain listener, default limits (no limits set), no access log, no admin.
+for build in baseline candidate; do
+  cat >"$WORK/$build.yaml" <<EOF
+threads: $PROXY_THREADS
+listeners:
+  - name: plain
+    bind: "$HOST:${PORT[$build]}"
+backends:
+  - name: echo
+    servers: ["$HOST:$ECHO_PORT"]
+routes:
+  - name: echo
+    path: "/echo"
+    backend: echo
+    origins: ["*"]
+log: { level: warning, access_log: false }
+EOF
+done
+
+"$CANDIDATE_BIN" echo --bind "$HOST:$ECHO_PORT" --threads "$ECHO_THREADS" >>"$WORK/echo.log" 2>&1 &
+PIDS[echo]=$!
+wait_port "$ECHO_PORT" echo
+for build in baseline candidate; do
+  "${BIN[$build]}" run --config "$WORK/$build.yaml" >>"$WORK/$build.log" 2>&1 &
+  PIDS[$build]=$!
+  wait_port "${PORT[$build]}" "$build"
+done
+log "up: echo=${PIDS[echo]} baseline=${PIDS[baseline]} ($BASELINE_BIN) candidate=${PIDS[candidate]} ($CANDIDATE_BIN)"
+
+RAW="$WORK/raw.jsonl"
+: >"$RAW"
+run_case() {  # run_case SCENARIO BUILD REP SIZE SECONDS
+  local scenario="$1" build="$2" rep="$3" size="$4" seconds="$5" status=0
+  local out="$WORK/$scenario.$build.$rep.json"
+  log "rep $rep  $scenario  $build"
+  timeout -k 5 300 "$BENCH_BIN" echo --url "ws://$HOST:${PORT[$build]}/echo" --connections "$CONNS" --size "$size" \
+    --duration "$seconds" --warmup "$WARMUP" --threads "$CLIENT_THREADS" --watch-pid "${PIDS[$build]}" --json \
+    >"$out" 2>>"$WORK/bench.log" || status=$?
+  [[ $status == 0 ]] || log "  exit $status (see $WORK/bench.log)"
+  python3 - "$scenario" "$build" "$rep" "$out" "$status" >>"$RAW" <<'EOF'
+import json, sys
+scenario, build, rep, path, status = sys.argv[1:6]
+text = open(path).read().strip()
+try:
+    result = json.loads(text.splitlines()[-1]) if text else None
+except ValueError:
+    result = None
+print(json.dumps({"scenario": scenario, "build": build, "rep": int(rep), "exit": int(status), "result": result}))
+EOF
+  sleep 0.3
+}
+
+START=$(date +%s)
+LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg)"
+for ((rep = 1; rep <= REPS; rep++)); do
+  if ((rep % 2)); then order=(baseline candidate); else order=(candidate baseline); fi
+  for build in "${order[@]}"; do run_case s1_plain64 "$build" "$rep" 64 "$DURATION"; done
+  for build in "${order[@]}"; do run_case s3_plain16k "$build" "$rep" 16384 "$LARGE_DURATION"; done
+done
+for name in "${!PIDS[@]}"; do
+  kill -0 "${PIDS[$name]}" 2>/dev/null || log "warning: $name (pid ${PIDS[$name]}) is no longer running"
+done
+
+mkdir -p "$RESULTS_DIR"
+export BASELINE_LABEL CANDIDATE_LABEL REPS DURATION LARGE_DURATION WARMUP CONNS PROXY_THREADS CORES LOAD_START
+export LOAD_END="$(cut -d' ' -f1-3 /proc/loadavg)" SECONDS_TAKEN=$(( $(date +%s) - START ))
+python3 - "$RAW" "$RESULTS_DIR/relay-overhead.json" "$RESULTS_DIR/relay-overhead.md" <<'EOF'
+import datetime, json, os, statistics, sys
+raw, json_path, md_path = sys.argv[1:4]
+env = os.environ
+runs = [json.loads(line) for line in open(raw) if line.strip()]
+METRICS = [  # (id, label, extractor, higher is better, decimals)
+    ("rate", "msgs/s ↑", lambda r: r["messagesPerSecond"], True, 0),
+    ("p50", "p50 µs ↓", lambda r: r["latencyMicros"]["p50"], False, 0),
+    ("p99", "p99 µs ↓", lambda r: r["latencyMicros"]["p99"], False, 0),
+    ("cpu", "proxy CPU µs / msg ↓", lambda r: r["watchedCPUSeconds"] / r["messages"] * 1e6, False, 2),
+]
+SCENARIOS = [("s1_plain64", "1. 64 B msgs, {c} conns, plain"), ("s3_plain16k", "3. 16 KiB msgs, {c} conns, plain")]
+rows, problems = [], []
+for run in runs:
+    r = run["result"]
+    if run["exit"] != 0 or r is None or r.get("errors") or r.get("connectionsLost"):
+        problems.append(f'{run["scenario"]}/{run["build"]} rep {run["rep"]}: exit {run["exit"]}, '
+                        f'errors {r.get("errors") if r else "?"}')
+for scenario, label in SCENARIOS:
+    for mid, mlabel, extract, higher, decimals in METRICS:
+        cells = {}
+        for build in ("baseline", "candidate"):
+            values = []
+            for run in runs:
+                if run["scenario"] == scenario and run["build"] == build and run["exit"] == 0 and run["result"]:
+                    try:
+                        values.append(extract(run["result"]))
+                    except (KeyError, TypeError, ZeroDivisionError):
+                        pass
+            if values:
+                cells[build] = {"median": statistics.median(values), "min": min(values), "max": max(values), "values": values}
+        ratio = (cells["candidate"]["median"] / cells["baseline"]["median"]
+                 if "candidate" in cells and "baseline" in cells and cells["baseline"]["median"] else None)
+        rows.append({"scenario": scenario, "label": label.format(c=env["CONNS"]), "metric": mid, "metricLabel": mlabel,
+                     "decimals": decimals, "cells": cells, "ratio": ratio})
+meta = {k: env.get(k, "") for k in ("BASELINE_LABEL", "CANDIDATE_LABEL", "REPS", "DURATION", "LARGE_DURATION",
+                                      "WARMUP", "CONNS", "PROXY_THREADS", "CORES", "LOAD_START", "LOAD_END", "SECONDS_TAKEN")}
+meta["date"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+json.dump({"meta": meta, "rows": rows, "problems": problems, "runs": runs}, open(json_path, "w"), indent=1, sort_keys=True)
+
+def cell(c, decimals):
+    if c is None:
+        return "n/a"
+    spread = (c["max"] - c["min"]) / 2 / abs(c["median"]) * 100 if c["median"] and len(c["values"]) > 1 else 0
+    return f'{c["median"]:,.{decimals}f} ±{spread:.0f}%'
+
+lines = [f'Run {meta["date"]}: {meta["REPS"]} interleaved repetitions, medians (± is half the min–max range); '
+         f'64 B runs {meta["DURATION"]} s, 16 KiB runs {meta["LARGE_DURATION"]} s, after {meta["WARMUP"]} s warm-up; '
+         f'{meta["CONNS"]} connections; both proxies with {meta["PROXY_THREADS"]} threads on {meta["CORES"]} cores; '
+         f'load average {meta["LOAD_START"]} at start, {meta["LOAD_END"]} at end; {meta["SECONDS_TAKEN"]} s.', "",
+         f'| Scenario | Metric | baseline: {meta["BASELINE_LABEL"]} | candidate: {meta["CANDIDATE_LABEL"]} | candidate/baseline |',
+         "|---|---|---:|---:|---:|"]
+last = None
+for row in rows:
+    label = row["label"] if row["label"] != last else ""
+    last = row["label"]
+    ratio = f'{row["ratio"]:.3f}×' if row["ratio"] is not None else "n/a"
+    lines.append(f'| {label} | {row["metricLabel"]} | {cell(row["cells"].get("baseline"), row["decimals"])} | '
+                 f'{cell(row["cells"].get("candidate"), row["decimals"])} | {ratio} |')
+lines += ["", "Per-repetition values are in relay-overhead.json.", ""]
+lines += [f"- problem: {p}" for p in problems] or ["No errors or lost connections in any run."]
+open(md_path, "w").write("\n".join(lines) + "\n")
+print("\n".join(lines))
+EOF
