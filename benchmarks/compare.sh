@@ -351,7 +351,10 @@ export REPS DURATION LARGE_DURATION WARMUP CONNS IDLE_CONNS IDLE_HOLD HS_PARALLE
 export NGINX_VERSION="$(nginx -v 2>&1 | sed 's/.*nginx\///')"
 export HAPROXY_VERSION="$(haproxy -v | head -1 | awk '{print $3}')"
 export SWIFT_VERSION="$(swift --version 2>/dev/null | head -1)"
-export GATEHOUSE_COMMIT="$(git -C "$ROOT_DIR" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+# The last commit that changed the proxy (not the benchmarks), marked when the work tree has uncommitted changes.
+GATEHOUSE_COMMIT="$(git -C "$ROOT_DIR" log -1 --format=%h -- Sources Package.swift 2>/dev/null || true)"
+git -C "$ROOT_DIR" diff --quiet HEAD -- Sources Package.swift 2>/dev/null || GATEHOUSE_COMMIT+="+uncommitted"
+export GATEHOUSE_COMMIT="${GATEHOUSE_COMMIT:-unknown}"
 export CPU_MODEL="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')"
 export KERNEL="$(uname -r)"
 export CORES

@@ -9,7 +9,7 @@
 #                      Every hit costs a trap: throughput under it means nothing.
 #   PROFILER=callgrind valgrind --tool=callgrind, instrumented only for the measured window (callgrind_control).
 #                      valgrind 3.19 (Debian 12) crashes on this binary even with --tool=none: use uprobes there.
-#   SCENARIO=echo64    closed-loop echo, 64-byte messages, plain (scenario 1)
+#   SCENARIO=echo64    closed-loop echo, 64-byte messages, plain (scenario 1; SIZE=16384 for scenario 3)
 #   SCENARIO=handshake TLS handshake + upgrade + close cycles (scenario 5)
 #   SCENARIO=h2echo64  closed-loop echo, 64-byte messages, CONNS WebSockets on one HTTP/2 connection (scenario 7)
 #
@@ -32,6 +32,7 @@ DURATION="${DURATION:-10}"
 PROXY_THREADS="${PROXY_THREADS:-$(nproc)}"
 PORT_BASE="${PORT_BASE:-18280}"
 TLS_GROUPS="${TLS_GROUPS:-x25519,secp256r1}"
+SIZE="${SIZE:-64}"
 BIN_DIR="$(cd "$BENCH_DIR" && swift build -c release --show-bin-path 2>/dev/null || true)"
 GATEHOUSE_BIN="${GATEHOUSE_BIN:-$BIN_DIR/gatehouse}"
 BENCH_BIN="${BENCH_BIN:-$BIN_DIR/gatehouse-bench}"
@@ -145,7 +146,7 @@ if [[ "$PROFILER" == uprobes ]]; then
 fi
 
 if [[ "$SCENARIO" == echo64 ]]; then
-  args=(echo --url "ws://$HOST:$PLAIN/echo" --connections "$CONNS" --size 64)
+  args=(echo --url "ws://$HOST:$PLAIN/echo" --connections "$CONNS" --size "$SIZE")
   ready_line="connections up"
 elif [[ "$SCENARIO" == h2echo64 ]]; then
   args=(h2echo --url "wss://$HOST:$TLS/echo" --connections 1 --streams "$CONNS" --size 64)

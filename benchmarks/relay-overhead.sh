@@ -31,7 +31,9 @@ CLIENT_THREADS="${CLIENT_THREADS:-1}"
 PORT_BASE="${PORT_BASE:-18180}"
 KEEP_WORK="${KEEP_WORK:-0}"
 BASELINE_LABEL="${BASELINE_LABEL:-byte relay bd54ab4}"
-CANDIDATE_LABEL="${CANDIDATE_LABEL:-frame relay $(git -C "$ROOT_DIR" rev-parse --short HEAD 2>/dev/null || echo HEAD)}"
+CANDIDATE_COMMIT="$(git -C "$ROOT_DIR" log -1 --format=%h -- Sources Package.swift 2>/dev/null || echo HEAD)"
+git -C "$ROOT_DIR" diff --quiet HEAD -- Sources Package.swift 2>/dev/null || CANDIDATE_COMMIT+="+uncommitted"
+CANDIDATE_LABEL="${CANDIDATE_LABEL:-frame relay $CANDIDATE_COMMIT}"
 HOST=127.0.0.1
 ECHO_PORT=$((PORT_BASE + 20))
 declare -A PORT=([baseline]=$PORT_BASE [candidate]=$((PORT_BASE + 1)))
@@ -148,67 +150,4 @@ done
 mkdir -p "$RESULTS_DIR"
 export BASELINE_LABEL CANDIDATE_LABEL REPS DURATION LARGE_DURATION WARMUP CONNS PROXY_THREADS CORES LOAD_START
 export LOAD_END="$(cut -d' ' -f1-3 /proc/loadavg)" SECONDS_TAKEN=$(( $(date +%s) - START ))
-python3 - "$RAW" "$RESULTS_DIR/relay-overhead.json" "$RESULTS_DIR/relay-overhead.md" <<'EOF'
-import datetime, json, os, statistics, sys
-raw, json_path, md_path = sys.argv[1:4]
-env = os.environ
-runs = [json.loads(line) for line in open(raw) if line.strip()]
-METRICS = [  # (id, label, extractor, higher is better, decimals)
-    ("rate", "msgs/s ↑", lambda r: r["messagesPerSecond"], True, 0),
-    ("p50", "p50 µs ↓", lambda r: r["latencyMicros"]["p50"], False, 0),
-    ("p99", "p99 µs ↓", lambda r: r["latencyMicros"]["p99"], False, 0),
-    ("cpu", "proxy CPU µs / msg ↓", lambda r: r["watchedCPUSeconds"] / r["messages"] * 1e6, False, 2),
-]
-SCENARIOS = [("s1_plain64", "1. 64 B msgs, {c} conns, plain"), ("s3_plain16k", "3. 16 KiB msgs, {c} conns, plain")]
-rows, problems = [], []
-for run in runs:
-    r = run["result"]
-    if run["exit"] != 0 or r is None or r.get("errors") or r.get("connectionsLost"):
-        problems.append(f'{run["scenario"]}/{run["build"]} rep {run["rep"]}: exit {run["exit"]}, '
-                        f'errors {r.get("errors") if r else "?"}')
-for scenario, label in SCENARIOS:
-    for mid, mlabel, extract, higher, decimals in METRICS:
-        cells = {}
-        for build in ("baseline", "candidate"):
-            values = []
-            for run in runs:
-                if run["scenario"] == scenario and run["build"] == build and run["exit"] == 0 and run["result"]:
-                    try:
-                        values.append(extract(run["result"]))
-                    except (KeyError, TypeError, ZeroDivisionError):
-                        pass
-            if values:
-                cells[build] = {"median": statistics.median(values), "min": min(values), "max": max(values), "values": values}
-        ratio = (cells["candidate"]["median"] / cells["baseline"]["median"]
-                 if "candidate" in cells and "baseline" in cells and cells["baseline"]["median"] else None)
-        rows.append({"scenario": scenario, "label": label.format(c=env["CONNS"]), "metric": mid, "metricLabel": mlabel,
-                     "decimals": decimals, "cells": cells, "ratio": ratio})
-meta = {k: env.get(k, "") for k in ("BASELINE_LABEL", "CANDIDATE_LABEL", "REPS", "DURATION", "LARGE_DURATION",
-                                      "WARMUP", "CONNS", "PROXY_THREADS", "CORES", "LOAD_START", "LOAD_END", "SECONDS_TAKEN")}
-meta["date"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-json.dump({"meta": meta, "rows": rows, "problems": problems, "runs": runs}, open(json_path, "w"), indent=1, sort_keys=True)
-
-def cell(c, decimals):
-    if c is None:
-        return "n/a"
-    spread = (c["max"] - c["min"]) / 2 / abs(c["median"]) * 100 if c["median"] and len(c["values"]) > 1 else 0
-    return f'{c["median"]:,.{decimals}f} ±{spread:.0f}%'
-
-lines = [f'Run {meta["date"]}: {meta["REPS"]} interleaved repetitions, medians (± is half the min–max range); '
-         f'64 B runs {meta["DURATION"]} s, 16 KiB runs {meta["LARGE_DURATION"]} s, after {meta["WARMUP"]} s warm-up; '
-         f'{meta["CONNS"]} connections; both proxies with {meta["PROXY_THREADS"]} threads on {meta["CORES"]} cores; '
-         f'load average {meta["LOAD_START"]} at start, {meta["LOAD_END"]} at end; {meta["SECONDS_TAKEN"]} s.', "",
-         f'| Scenario | Metric | baseline: {meta["BASELINE_LABEL"]} | candidate: {meta["CANDIDATE_LABEL"]} | candidate/baseline |',
-         "|---|---|---:|---:|---:|"]
-last = None
-for row in rows:
-    label = row["label"] if row["label"] != last else ""
-    last = row["label"]
-    ratio = f'{row["ratio"]:.3f}×' if row["ratio"] is not None else "n/a"
-    lines.append(f'| {label} | {row["metricLabel"]} | {cell(row["cells"].get("baseline"), row["decimals"])} | '
-                 f'{cell(row["cells"].get("candidate"), row["decimals"])} | {ratio} |')
-lines += ["", "Per-repetition values are in relay-overhead.json.", ""]
-lines += [f"- problem: {p}" for p in problems] or ["No errors or lost connections in any run."]
-open(md_path, "w").write("\n".join(lines) + "\n")
-print("\n".join(lines))
-EOF
+python3 "$BENCH_DIR/overhead_summary.py" "$RAW" "$RESULTS_DIR/relay-overhead.json" "$RESULTS_DIR/relay-overhead.md"

@@ -2,6 +2,7 @@
 """Turns compare.sh's raw results (one JSON object per benchmark run) into medians, ratios and a markdown table.
 
 Usage: summarize.py RAW.jsonl OUT.json OUT.md   (run metadata comes from environment variables set by compare.sh)
+       summarize.py --again OUT.json OUT.md     (recompute both from the runs and metadata of an earlier OUT.json)
 """
 import datetime
 import json
@@ -20,6 +21,9 @@ ROWS = [
     ("s2_rate", "2. 64 B msgs, {conns} conns, TLS", "msgs/s", "s2_tls64", lambda r: r["messagesPerSecond"], True, 0),
     ("s2_p50", "", "p50 µs", "s2_tls64", lambda r: r["latencyMicros"]["p50"], False, 0),
     ("s2_p99", "", "p99 µs", "s2_tls64", lambda r: r["latencyMicros"]["p99"], False, 0),
+    ("s2_cpu", "", "proxy CPU s / 1M msgs", "s2_tls64",
+     lambda r: r["watchedCPUSeconds"] / r["messages"] * 1e6 if r.get("watchedCPUSeconds") is not None and r["messages"] else None,
+     False, 2),
     ("s3_rate", "3. 16 KiB msgs, {conns} conns, plain", "msgs/s", "s3_plain16k", lambda r: r["messagesPerSecond"], True, 0),
     ("s3_mib", "", "MiB/s echoed", "s3_plain16k", lambda r: r["messagesPerSecond"] * r["messageBytes"] / 2**20, True, 1),
     ("s3_p50", "", "p50 µs", "s3_plain16k", lambda r: r["latencyMicros"]["p50"], False, 0),
@@ -52,14 +56,28 @@ ROWS = [
 EXPECTED_TRANSPORT = {"s1_plain64": "http/1.1", "s2_tls64": "http/1.1", "s3_plain16k": "http/1.1", "s7_h2_64": "h2"}
 
 
+def ok(run):
+    return run["exit"] == 0 and run["result"] is not None
+
+
 def main():
-    raw_path, json_path, md_path = sys.argv[1:4]
-    runs = [json.loads(line) for line in open(raw_path) if line.strip()]
-    env = os.environ
+    if sys.argv[1] == "--again":
+        json_path, md_path = sys.argv[2:4]
+        earlier = json.load(open(json_path))
+        runs, meta = earlier["runs"], earlier["meta"]
+    else:
+        raw_path, json_path, md_path = sys.argv[1:4]
+        runs = [json.loads(line) for line in open(raw_path) if line.strip()]
+        meta = metadata(os.environ)
+    rows, problems = summarize(runs)
+    with open(json_path, "w") as out:
+        json.dump({"meta": meta, "rows": rows, "problems": problems, "runs": runs}, out, indent=1, sort_keys=True)
+        out.write("\n")
+    with open(md_path, "w") as out:
+        out.write(markdown(meta, rows, problems))
 
-    def ok(run):
-        return run["exit"] == 0 and run["result"] is not None
 
+def summarize(runs):
     rows = []
     for row_id, scenario, metric, source, extract, higher, decimals in ROWS:
         cells = {}
@@ -100,8 +118,11 @@ def main():
         expected = EXPECTED_TRANSPORT.get(run["scenario"])
         if expected is not None and result.get("transport") != expected:
             entry["wrongTransport"] += 1
+    return rows, problems
 
-    meta = {
+
+def metadata(env):
+    return {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "runSeconds": int(env.get("RUN_SECONDS", "0")),
         "buildSeconds": int(env.get("BUILD_SECONDS", "0")),
@@ -131,11 +152,6 @@ def main():
         "swift": env.get("SWIFT_VERSION", ""),
         "gatehouseCommit": env.get("GATEHOUSE_COMMIT", ""),
     }
-    with open(json_path, "w") as out:
-        json.dump({"meta": meta, "rows": rows, "problems": problems, "runs": runs}, out, indent=1, sort_keys=True)
-        out.write("\n")
-    with open(md_path, "w") as out:
-        out.write(markdown(meta, rows, problems))
 
 
 def fmt(value, decimals):
