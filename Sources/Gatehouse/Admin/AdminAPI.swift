@@ -25,6 +25,7 @@ struct AdminAPI: Sendable {
             if self.server.isDraining { return .text(.serviceUnavailable, "draining") }
             return self.server.listenersOpen ? .text(.ok, "ready") : .text(.serviceUnavailable, "listeners not open")
         case (.GET, "/metrics"):
+            await self.server.publishTraffic()
             return AdminResponse(status: .ok, contentType: "text/plain; version=0.0.4; charset=utf-8", body: self.server.engine.metrics.exposition())
         case (.GET, "/connections"):
             let connections = await self.server.connections().filter { self.matches($0, request.query) }

@@ -115,7 +115,13 @@ enum BackendConnector {
                     return channel.eventLoop.makeFailedFuture(error)
                 }
             }
-        bootstrap.connect(host: server.host, port: server.port).whenFailure { error in
+        let connecting: EventLoopFuture<Channel>
+        if let address = pool.literalAddresses[server] {
+            connecting = bootstrap.connect(to: address)
+        } else {
+            connecting = bootstrap.connect(host: server.host, port: server.port)
+        }
+        connecting.whenFailure { error in
             if case ChannelError.connectTimeout = error {
                 answer.fail(BackendFailure.connectTimeout(server.description))
             } else {

@@ -14,6 +14,8 @@ final class BackendPool: Sendable {
     let responseTimeout: TimeAmount
     /// TLS toward the servers, with the name to send and verify.
     let tls: (context: NIOSSLContext, serverName: String?)?
+    /// Servers given as IP literals, resolved once: connecting to them needs no resolver and no Happy Eyeballs.
+    let literalAddresses: [BindAddress: SocketAddress]
     private let cursor = Atomic<Int>(0)
 
     init(name: String, servers: [BindAddress], connectTimeout: Duration, responseTimeout: Duration, tls: (NIOSSLContext, String?)?) {
@@ -22,6 +24,11 @@ final class BackendPool: Sendable {
         self.connectTimeout = TimeAmount(connectTimeout)
         self.responseTimeout = TimeAmount(responseTimeout)
         self.tls = tls.map { (context: $0.0, serverName: $0.1) }
+        var literals: [BindAddress: SocketAddress] = [:]
+        for server in servers {
+            if let address = try? SocketAddress(ipAddress: server.host, port: server.port) { literals[server] = address }
+        }
+        self.literalAddresses = literals
     }
 
     /// The servers in the order to try them for one request: round robin, the rest as fallbacks.

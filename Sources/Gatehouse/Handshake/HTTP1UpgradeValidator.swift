@@ -57,24 +57,60 @@ enum HTTP1UpgradeValidator {
 
 /// Checks on the request target shared by both HTTP versions.
 enum TargetValidator {
-    /// Refuses targets that are not origin-form or that hold dot segments, which a backend could resolve to a path
-    /// the route did not allow.
+    /// Refuses targets that are not origin-form or that hold dot segments or encoded slashes, which a backend could
+    /// resolve to a path the route did not allow. One pass over the bytes.
     static func validate(_ target: String) -> HandshakeRefusal? {
-        guard target.hasPrefix("/"), target.utf8.count <= 8192 else {
+        let bytes = target.utf8
+        guard bytes.first == UInt8(ascii: "/"), bytes.count <= 8192 else {
             return .badRequest("the request target must be a path starting with '/'")
         }
-        guard target.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
-            return .badRequest("the request target has characters that must be percent-encoded")
-        }
-        let path = target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)[0]
-        for segment in path.split(separator: "/", omittingEmptySubsequences: false) {
-            let decoded = segment.lowercased().replacingOccurrences(of: "%2e", with: ".")
-            if decoded == "." || decoded == ".." {
-                return .badRequest("the request path must not contain '.' or '..' segments")
+        var inPath = true
+        var segmentDots = 0  // dots in the current segment so far (literal or %2e)
+        var segmentOther = false  // the segment holds something else than dots
+        var index = bytes.startIndex
+        while index != bytes.endIndex {
+            let byte = bytes[index]
+            guard byte > 0x20 && byte < 0x7F else {
+                return .badRequest("the request target has characters that must be percent-encoded")
             }
+            if inPath {
+                switch byte {
+                case UInt8(ascii: "/"), UInt8(ascii: "?"):
+                    if !segmentOther && (segmentDots == 1 || segmentDots == 2) {
+                        return .badRequest("the request path must not contain '.' or '..' segments")
+                    }
+                    segmentDots = 0
+                    segmentOther = false
+                    if byte == UInt8(ascii: "?") { inPath = false }
+                case UInt8(ascii: "."):
+                    segmentDots += 1
+                case UInt8(ascii: "\\"):
+                    return .badRequest("the request path must not contain encoded slashes or backslashes")
+                case UInt8(ascii: "%"):
+                    let first = bytes.index(after: index)
+                    let second = first == bytes.endIndex ? first : bytes.index(after: first)
+                    if first != bytes.endIndex, second != bytes.endIndex {
+                        let high = bytes[first] | 0x20  // lowercase hex letters
+                        let low = bytes[second] | 0x20
+                        if high == UInt8(ascii: "2") && low == UInt8(ascii: "e") {
+                            segmentDots += 1
+                            index = second
+                        } else if (high == UInt8(ascii: "2") && low == UInt8(ascii: "f")) || (high == UInt8(ascii: "5") && low == UInt8(ascii: "c")) {
+                            return .badRequest("the request path must not contain encoded slashes or backslashes")
+                        } else {
+                            segmentOther = true
+                        }
+                    } else {
+                        segmentOther = true
+                    }
+                default:
+                    segmentOther = true
+                }
+            }
+            index = bytes.index(after: index)
         }
-        if path.lowercased().contains("%2f") || path.contains("%5c") || path.contains("%5C") || path.contains("\\") {
-            return .badRequest("the request path must not contain encoded slashes or backslashes")
+        if inPath && !segmentOther && (segmentDots == 1 || segmentDots == 2) {
+            return .badRequest("the request path must not contain '.' or '..' segments")
         }
         return nil
     }

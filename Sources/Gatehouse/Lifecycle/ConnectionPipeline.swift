@@ -69,6 +69,8 @@ enum ConnectionPipeline {
         let idle = HTTP2IdleConnectionTimer(connection: channel, timeout: TimeAmount(limits.handshakeTimeout))
         // HTTP/2 has no half-closed connections: a client's FIN ends them.
         try channel.pipeline.syncOperations.addHandler(CloseOnInputClosedHandler())
+        // Many streams flush in one event-loop tick; one TLS record and one write for all of them.
+        try channel.pipeline.syncOperations.addHandler(FlushCoalescingHandler())
         _ = try channel.pipeline.syncOperations.configureHTTP2Pipeline(
             mode: .server, connectionConfiguration: connection, streamConfiguration: stream, streamDelegate: idle
         ) { stream in
@@ -89,6 +91,23 @@ final class CloseOnInputClosedHandler: ChannelInboundHandler, RemovableChannelHa
             context.close(promise: nil)
         } else {
             context.fireUserInboundEventTriggered(event)
+        }
+    }
+}
+
+/// Turns the flushes issued during one event-loop tick into a single flush at its end: on an HTTP/2 connection each
+/// relayed stream flushes on its own, and without this every message would cost its own TLS record and write.
+final class FlushCoalescingHandler: ChannelOutboundHandler, RemovableChannelHandler {
+    typealias OutboundIn = NIOAny
+
+    private var scheduled = false
+
+    func flush(context: ChannelHandlerContext) {
+        guard !self.scheduled else { return }
+        self.scheduled = true
+        context.eventLoop.assumeIsolated().execute {
+            self.scheduled = false
+            context.flush()
         }
     }
 }

@@ -31,6 +31,13 @@ extension GatehouseServer {
         return closed
     }
 
+    /// Brings the traffic counters of every live connection up to date (before metrics are read).
+    func publishTraffic() async {
+        for loop in self.engine.allLoops {
+            try? await loop.eventLoop.submit { loop.publishTraffic() }.get()
+        }
+    }
+
     /// Connections currently relayed, over all loops.
     public func liveConnectionCount() async -> Int {
         var count = 0

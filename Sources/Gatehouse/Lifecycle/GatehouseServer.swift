@@ -25,6 +25,8 @@ public final class GatehouseServer: Sendable {
         var selfSigned: [String: SelfSignedCertificate]
         var admin: AdminServer?
         var reloading = false
+        /// Per-loop tasks publishing traffic to the metrics.
+        var publishers: [RepeatedTask] = []
     }
 
     private init(group: EventLoopGroup, ownsGroup: Bool, engine: ProxyEngine, logger: Logger, logControl: LogControl, core: Core) {
@@ -53,8 +55,13 @@ public final class GatehouseServer: Sendable {
             let state = try await preparation.prepare(config, generation: 1, group: group)
             echo = preparation.echo
             var loops: [LoopContext] = []
+            var publishers: [RepeatedTask] = []
             for loop in group.makeIterator() {
-                loops.append(LoopContext(eventLoop: loop, state: state))
+                let context = LoopContext(eventLoop: loop, state: state)
+                // Traffic reaches the metrics at least this often even when nobody scrapes them, which also
+                // bounds the pending list.
+                publishers.append(loop.scheduleRepeatedTask(initialDelay: .seconds(5), delay: .seconds(5)) { _ in context.publishTraffic() })
+                loops.append(context)
             }
             var accessLogger = logger
             accessLogger[metadataKey: "log"] = "access"
@@ -67,7 +74,10 @@ public final class GatehouseServer: Sendable {
             }
             let server = GatehouseServer(
                 group: group, ownsGroup: ownsGroup, engine: engine, logger: logger, logControl: logControl,
-                core: Core(config: config, generation: 1, listeners: listeners, echo: echo, selfSigned: preparation.selfSigned)
+                core: Core(
+                    config: config, generation: 1, listeners: listeners, echo: echo, selfSigned: preparation.selfSigned,
+                    publishers: publishers
+                )
             )
             try await server.startAdmin(config.admin, tokenDigest: state.adminTokenDigest)
             PidFile.write(config.admin.pidFile, logger: logger)
@@ -117,12 +127,14 @@ public final class GatehouseServer: Sendable {
     /// made them.
     public func stop() async {
         await self.closeListeners()
-        let (echo, admin, pidFile) = self.core.withLock { core in
-            let result = (core.echo, core.admin, core.config.admin.pidFile)
+        let (echo, admin, pidFile, publishers) = self.core.withLock { core in
+            let result = (core.echo, core.admin, core.config.admin.pidFile, core.publishers)
             core.echo = nil
             core.admin = nil
+            core.publishers = []
             return result
         }
+        for publisher in publishers { publisher.cancel() }
         await admin?.stop()
         await echo?.stop()
         for loop in self.engine.allLoops {

@@ -7,6 +7,7 @@ final class LoopContext: @unchecked Sendable {
     let eventLoop: EventLoop
     private var _state: ProxyState
     private var _sessions: [UInt64: RelaySession] = [:]
+    private var _trafficPending: [RelaySession] = []
 
     init(eventLoop: EventLoop, state: ProxyState) {
         self.eventLoop = eventLoop
@@ -23,6 +24,26 @@ final class LoopContext: @unchecked Sendable {
             self.eventLoop.preconditionInEventLoop()
             self._state = newValue
         }
+    }
+
+    /// Sessions whose traffic has not reached the metrics yet: the relay path only appends here, counters are
+    /// updated when metrics are read (no shared atomics per read).
+    var trafficPending: [RelaySession] {
+        get {
+            self.eventLoop.preconditionInEventLoop()
+            return self._trafficPending
+        }
+        _modify {
+            self.eventLoop.preconditionInEventLoop()
+            yield &self._trafficPending
+        }
+    }
+
+    /// Adds pending traffic to the route counters.
+    func publishTraffic() {
+        let pending = self.trafficPending
+        self.trafficPending.removeAll(keepingCapacity: true)
+        for session in pending where session.trafficDirty { session.reportTraffic() }
     }
 
     /// Live relayed connections on this loop, by id.

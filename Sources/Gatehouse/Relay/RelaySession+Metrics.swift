@@ -7,8 +7,9 @@ struct ReportedTraffic {
 }
 
 extension RelaySession {
-    /// Adds what changed since the last report to the route's counters (a few atomic adds per read).
+    /// Adds what changed since the last report to the route's counters.
     func reportTraffic() {
+        self.trafficDirty = false
         let record = self.record
         if record.bytesFromClient != self.reported.bytesFromClient {
             self.metrics.bytesFromClient.increment(by: record.bytesFromClient - self.reported.bytesFromClient)

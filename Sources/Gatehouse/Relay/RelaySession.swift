@@ -18,6 +18,8 @@ final class RelaySession {
         /// A socket channel (not an HTTP/2 stream), whose outbound backlog can be read.
         var isSocket = true
         var readParked = false
+        /// The channel's writability, kept from writability events (asking the channel costs retains per read).
+        var writable = true
         var active = true
         var inputClosed = false
         var outputClosed = false
@@ -43,6 +45,9 @@ final class RelaySession {
     /// The route's metrics, fed per read with what changed.
     let metrics: RouteMetrics
     var reported = ReportedTraffic()
+    /// Traffic not yet added to the route's counters (published when metrics are scraped, and at the end).
+    var trafficDirty = false
+    private let onTraffic: (RelaySession) -> Void
     private let onEnd: (RelaySession) -> Void
     let client = Peer()
     let backend = Peer()
@@ -58,10 +63,14 @@ final class RelaySession {
     var tickTimer: Scheduled<Void>?
     var keepalive = KeepaliveState()
 
-    init(record: ConnectionRecord, settings: RelaySettings, metrics: RouteMetrics, onEnd: @escaping (RelaySession) -> Void) {
+    init(
+        record: ConnectionRecord, settings: RelaySettings, metrics: RouteMetrics,
+        onTraffic: @escaping (RelaySession) -> Void, onEnd: @escaping (RelaySession) -> Void
+    ) {
         self.record = record
         self.settings = settings
         self.metrics = metrics
+        self.onTraffic = onTraffic
         self.onEnd = onEnd
         self.fromClient = FrameScanner(rules: settings.clientRules)
         self.fromBackend = FrameScanner(rules: settings.backendRules)
@@ -79,6 +88,7 @@ final class RelaySession {
     func attach(_ side: RelaySide, context: ChannelHandlerContext, isStream: Bool) {
         self[side].context = context
         self[side].isSocket = !isStream
+        self[side].writable = context.channel.isWritable
     }
 
     /// Starts relaying once both handlers are in place: flushes what the decoders handed over when they were
@@ -133,7 +143,10 @@ final class RelaySession {
 
     func readComplete(from side: RelaySide) {
         self.flush(side.peer)
-        self.reportTraffic()
+        if !self.trafficDirty {
+            self.trafficDirty = true
+            self.onTraffic(self)
+        }
     }
 
     func flush(_ side: RelaySide) {
@@ -141,14 +154,14 @@ final class RelaySession {
         self[side].unflushed = false
         context.flush()
         // The backlog is only worth reading when it is over the high watermark: below it, it is bounded anyway.
-        if self[side].isSocket && !context.channel.isWritable { self.sampleBacklog(context) }
+        if self[side].isSocket && !self[side].writable { self.sampleBacklog(context) }
     }
 
     // MARK: Backpressure
 
     func readRequested(by side: RelaySide) {
         guard let context = self[side].context else { return }
-        if let peer = self[side.peer].context, !peer.channel.isWritable, self[side.peer].active {
+        if !self[side.peer].writable, self[side.peer].active {
             self[side].readParked = true
         } else {
             context.read()
@@ -156,7 +169,9 @@ final class RelaySession {
     }
 
     func writabilityChanged(_ side: RelaySide) {
-        guard let context = self[side].context, context.channel.isWritable else { return }
+        guard let context = self[side].context else { return }
+        self[side].writable = context.channel.isWritable
+        guard self[side].writable else { return }
         let feeder = side.peer
         if self[feeder].readParked, let feederContext = self[feeder].context {
             self[feeder].readParked = false

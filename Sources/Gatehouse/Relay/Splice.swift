@@ -22,9 +22,11 @@ enum Splice {
             expiresAt: route.config.enforceExpiry ? admission.identity?.expiresAt.map(NIODeadline.fromWallClock) : nil
         )
         let ticket = admission.ticket
-        let session = RelaySession(record: record, settings: settings, metrics: route.metrics) { session in
-            engine.finished(session, ticket: ticket, on: loop)
-        }
+        let session = RelaySession(
+            record: record, settings: settings, metrics: route.metrics,
+            onTraffic: { session in loop.trafficPending.append(session) },
+            onEnd: { session in engine.finished(session, ticket: ticket, on: loop) }
+        )
         engine.register(session, on: loop)
         route.metrics.handshake(status: 101)
         route.metrics.active.increment()
