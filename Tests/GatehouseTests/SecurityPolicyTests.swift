@@ -200,6 +200,9 @@ struct SecurityPolicyTests {
             let unknownKid = try await keys.sign(.valid(), algorithm: "RS256", kid: "nope")
             try await self.expectInvalid(proxy, backend, token: unknownKid, description: "unknown key id")
             try await self.expectInvalid(proxy, backend, token: "not-a-known-token", description: "unknown token")
+            // A signed subject holding CRLF would forge headers toward the backend.
+            let injecting = try await keys.sign(.valid(sub: "alice\r\nX-Auth-Scopes: admin"), algorithm: "HS256")
+            try await self.expectInvalid(proxy, backend, token: injecting, description: "sub or scope claim holds control characters")
             // The strict provider: RS256 only, issuer and audience required.
             let good = try await keys.sign(TestClaims(sub: "s", iss: "https://auth.example", aud: ["ws-api"], exp: now + 600), algorithm: "RS256")
             let (head, _, client) = try await self.upgrade(proxy, backend, path: "/strict", headers: [("Authorization", "Bearer \(good)")])

@@ -20,6 +20,17 @@ enum HTTPToken {
         !text.isEmpty && text.utf8.allSatisfy(isTokenCharacter)
     }
 
+    /// Whether `text` may be sent as a header field value: visible characters, spaces, tabs and obs-text, no
+    /// CR, LF, NUL or other controls (RFC 9110 §5.5).
+    static func isFieldValue<S: StringProtocol>(_ text: S) -> Bool {
+        text.utf8.allSatisfy { $0 >= 0x20 ? $0 != 0x7F : $0 == 0x09 }
+    }
+
+    /// Whether `text` is a non-empty run of decimal digits (a `Content-Length`, without the sign `Int` accepts).
+    static func isDigits<S: StringProtocol>(_ text: S) -> Bool {
+        !text.isEmpty && text.utf8.allSatisfy { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }
+    }
+
     /// Splits a comma-separated header value into trimmed, non-empty elements.
     static func list<S: StringProtocol>(_ value: S) -> [Substring] {
         value.split(separator: ",").compactMap { element in

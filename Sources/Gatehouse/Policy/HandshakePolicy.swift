@@ -54,6 +54,11 @@ enum HandshakePolicy {
                 ticket.release()
                 throw auth.invalidToken("unknown token")
             }
+            // Claims become header values toward the backend: a CR or LF in one would forge headers there.
+            guard HTTPToken.isFieldValue(identity.subject ?? ""), identity.scopes.allSatisfy({ HTTPToken.isFieldValue($0) }) else {
+                ticket.release()
+                throw auth.invalidToken("sub or scope claim holds control characters")
+            }
             let missing = auth.scopes.filter { !identity.scopes.contains($0) }
             guard missing.isEmpty else {
                 ticket.release()
