@@ -190,6 +190,31 @@ struct HTTP2Tests {
         await backend.stop()
     }
 
+    @Test func drainSendsGoAwayAndClosesEachConnectionAfterItsLastStream() async throws {
+        try await TestProxy.with(Self.config()) { proxy in
+            let port = try proxy.port("secure")
+            let busy = try await TestH2Client.connect(port: port)
+            let idle = try await TestH2Client.connect(port: port)
+            let stream = try await busy.openStream(path: "/echo")
+            #expect(try await stream.status() == 200)
+            let streamID = try await stream.channel.getOption(HTTP2StreamChannelOptions.streamID).get()
+            let drain = Task { await proxy.server.drain(timeout: .seconds(10)) }
+            // The idle connection learns it may open nothing more and is closed at once.
+            #expect(try await idle.waitForGoAway() == .rootStream)
+            try await idle.waitForConnectionClose()
+            // The busy one keeps its stream for the close handshake, then ends.
+            #expect(try await busy.waitForGoAway() == streamID)
+            let close = try await stream.readFrame()
+            #expect(close.opcode == TestFrame.close)
+            #expect(close.closeCode == 1001)
+            try await stream.sendFrame(opcode: TestFrame.close, payload: TestFrame.closePayload(1001))
+            try await stream.send([], endStream: true)
+            try await stream.waitForEnd()
+            try await busy.waitForConnectionClose(timeout: .seconds(3))
+            await drain.value
+        }
+    }
+
     @Test func http11StillServedOnTheSameListener() async throws {
         try await TestProxy.with(Self.config()) { proxy in
             let client = try await TestClient.connect(port: try proxy.port("secure"), tls: TestTLS(serverName: "localhost", alpn: ["http/1.1"]))

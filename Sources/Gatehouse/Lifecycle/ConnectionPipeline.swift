@@ -66,19 +66,26 @@ enum ConnectionPipeline {
         // reading the backend while a stream cannot take more.
         stream.outboundBufferSizeHighWatermark = limits.bufferBytes
         stream.outboundBufferSizeLowWatermark = limits.bufferBytes / 2
-        let idle = HTTP2IdleConnectionTimer(connection: channel, timeout: TimeAmount(limits.handshakeTimeout))
+        let watcher = HTTP2ConnectionWatcher(connection: channel, timeout: TimeAmount(limits.handshakeTimeout))
         // HTTP/2 has no half-closed connections: a client's FIN ends them.
         try channel.pipeline.syncOperations.addHandler(CloseOnInputClosedHandler())
         // Many streams flush in one event-loop tick; one TLS record and one write for all of them.
         try channel.pipeline.syncOperations.addHandler(FlushCoalescingHandler())
         _ = try channel.pipeline.syncOperations.configureHTTP2Pipeline(
-            mode: .server, connectionConfiguration: connection, streamConfiguration: stream, streamDelegate: idle
+            mode: .server, connectionConfiguration: connection, streamConfiguration: stream, streamDelegate: watcher
         ) { stream in
             stream.eventLoop.makeCompletedFuture {
                 try stream.pipeline.syncOperations.addHandler(HTTP2StreamHandshakeHandler(engine: engine, listener: info))
             }
         }
-        idle.start()
+        watcher.start()
+        // Registered on its loop so a drain can send it GOAWAY; one that negotiated h2 after the drain began gets
+        // it at once.
+        let loop = engine.loop(channel.eventLoop)
+        let key = ObjectIdentifier(channel)
+        loop.http2Connections[key] = watcher
+        channel.closeFuture.whenComplete { _ in loop.http2Connections[key] = nil }
+        if engine.isDraining { watcher.drain() }
     }
 }
 

@@ -2,7 +2,7 @@ import NIOCore
 
 extension GatehouseServer {
     /// Graceful drain: stop accepting, answer new handshakes 503, send close 1001 "server shutting down" to every
-    /// client and backend, and return when all connections are closed or `timeout` passed (then the stragglers
+    /// client and backend and GOAWAY to every HTTP/2 connection, and return when all connections are closed or `timeout` passed (then the stragglers
     /// are cut). Listeners stay closed; the process may then exit.
     public func drain(timeout: Duration) async {
         self.engine.startDraining()
@@ -12,6 +12,7 @@ extension GatehouseServer {
                 for session in loop.sessions.values {
                     session.close(code: CloseCode.goingAway, reason: "server shutting down")
                 }
+                for connection in loop.http2Connections.values { connection.drain() }
             }.get()
         }
         let deadline = ContinuousClock.now + timeout

@@ -8,6 +8,7 @@ final class LoopContext: @unchecked Sendable {
     private var _state: ProxyState
     private var _sessions: [UInt64: RelaySession] = [:]
     private var _trafficPending: [RelaySession] = []
+    private var _http2Connections: [ObjectIdentifier: HTTP2ConnectionWatcher] = [:]
 
     init(eventLoop: EventLoop, state: ProxyState) {
         self.eventLoop = eventLoop
@@ -44,6 +45,18 @@ final class LoopContext: @unchecked Sendable {
         let pending = self.trafficPending
         self.trafficPending.removeAll(keepingCapacity: true)
         for session in pending where session.trafficDirty { session.reportTraffic() }
+    }
+
+    /// Open HTTP/2 client connections on this loop (their streams are in `sessions`), for drain's GOAWAY.
+    var http2Connections: [ObjectIdentifier: HTTP2ConnectionWatcher] {
+        get {
+            self.eventLoop.preconditionInEventLoop()
+            return self._http2Connections
+        }
+        _modify {
+            self.eventLoop.preconditionInEventLoop()
+            yield &self._http2Connections
+        }
     }
 
     /// Live relayed connections on this loop, by id.

@@ -104,28 +104,44 @@ final class TestH2Client: Sendable {
     let multiplexer: NIOHTTP2Handler.StreamMultiplexer
     let settings: InboundCollector
     private let serverSettings: NIOLockedValueBox<[HTTP2Setting]>
+    private let goAway: NIOLockedValueBox<HTTP2StreamID?>
 
-    private init(channel: Channel, multiplexer: NIOHTTP2Handler.StreamMultiplexer, settings: InboundCollector, serverSettings: NIOLockedValueBox<[HTTP2Setting]>) {
+    private init(
+        channel: Channel, multiplexer: NIOHTTP2Handler.StreamMultiplexer, settings: InboundCollector,
+        serverSettings: NIOLockedValueBox<[HTTP2Setting]>, goAway: NIOLockedValueBox<HTTP2StreamID?>
+    ) {
         self.channel = channel
         self.multiplexer = multiplexer
         self.settings = settings
         self.serverSettings = serverSettings
+        self.goAway = goAway
     }
 
-    /// Watches connection-level frames for the server's SETTINGS.
+    /// Watches connection-level frames for the server's SETTINGS and GOAWAY, and the connection's end.
     final class SettingsWatcher: ChannelInboundHandler, @unchecked Sendable {
         typealias InboundIn = HTTP2Frame
         let seen: NIOLockedValueBox<[HTTP2Setting]>
+        let goAway: NIOLockedValueBox<HTTP2StreamID?>
         let signal: InboundCollector
-        init(seen: NIOLockedValueBox<[HTTP2Setting]>, signal: InboundCollector) {
+        init(seen: NIOLockedValueBox<[HTTP2Setting]>, goAway: NIOLockedValueBox<HTTP2StreamID?>, signal: InboundCollector) {
             self.seen = seen
+            self.goAway = goAway
             self.signal = signal
         }
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-            if case .settings(.settings(let settings)) = self.unwrapInboundIn(data).payload {
+            switch self.unwrapInboundIn(data).payload {
+            case .settings(.settings(let settings)):
                 self.seen.withLockedValue { $0 += settings }
                 self.signal.poke()
+            case .goAway(let lastStreamID, _, _):
+                self.goAway.withLockedValue { $0 = lastStreamID }
+                self.signal.poke()
+            default:
+                break
             }
+        }
+        func channelInactive(context: ChannelHandlerContext) {
+            self.signal.channelInactive(context: context)
         }
     }
 
@@ -137,6 +153,7 @@ final class TestH2Client: Sendable {
         let group = MultiThreadedEventLoopGroup.singleton
         let channel = try await ClientBootstrap(group: group).connectTimeout(.seconds(5)).connect(host: "127.0.0.1", port: port).get()
         let seen = NIOLockedValueBox<[HTTP2Setting]>([])
+        let goAway = NIOLockedValueBox<HTTP2StreamID?>(nil)
         let signal = InboundCollector(eventLoop: channel.eventLoop)
         let multiplexer = try await channel.eventLoop.submit {
             let sync = channel.pipeline.syncOperations
@@ -144,10 +161,10 @@ final class TestH2Client: Sendable {
             let multiplexer = try sync.configureHTTP2Pipeline(
                 mode: .client, connectionConfiguration: .init(), streamConfiguration: .init()
             ) { stream in stream.eventLoop.makeSucceededVoidFuture() }
-            try sync.addHandler(SettingsWatcher(seen: seen, signal: signal))
+            try sync.addHandler(SettingsWatcher(seen: seen, goAway: goAway, signal: signal))
             return multiplexer
         }.get()
-        let client = TestH2Client(channel: channel, multiplexer: multiplexer, settings: signal, serverSettings: seen)
+        let client = TestH2Client(channel: channel, multiplexer: multiplexer, settings: signal, serverSettings: seen, goAway: goAway)
         _ = try await signal.wait(timeout: .seconds(10), what: "the server's SETTINGS") { _, _ in seen.withLockedValue { $0.isEmpty ? nil : true } }
         return client
     }
@@ -155,6 +172,20 @@ final class TestH2Client: Sendable {
     /// The value the server announced for `parameter`.
     func serverSetting(_ parameter: HTTP2SettingsParameter) -> Int? {
         self.serverSettings.withLockedValue { $0.last { $0.parameter == parameter }?.value }
+    }
+
+    /// Waits for the server's GOAWAY and returns the last stream id it names.
+    func waitForGoAway(timeout: TimeAmount = .seconds(10)) async throws -> HTTP2StreamID {
+        try await self.settings.wait(timeout: timeout, what: "GOAWAY") { _, closed in
+            if let id = self.goAway.withLockedValue({ $0 }) { return id }
+            if closed { throw TestError("connection closed without GOAWAY") }
+            return nil
+        }
+    }
+
+    /// Waits for the server to close the connection.
+    func waitForConnectionClose(timeout: TimeAmount = .seconds(10)) async throws {
+        _ = try await self.settings.wait(timeout: timeout, what: "the connection to close") { _, closed in closed ? true : nil }
     }
 
     /// Opens a stream and sends `headers` (an extended CONNECT by default).
