@@ -130,9 +130,14 @@ struct DrainTests {
 
     @Test func drainingRefusesNewHandshakesWith503() async throws {
         try await TestProxy.with(TestConfig.echo()) { proxy in
-            let early = try await TestClient.connect(port: try proxy.port("plain"))
             let port = try proxy.port("plain")
-            _ = port
+            let early = try await TestClient.connect(port: port)
+            // The listener accepts in order: once a later connection is answered, the early one has been taken
+            // off the accept queue (closing the listener would otherwise reset it).
+            let later = try await TestClient.connect(port: port)
+            try await later.sendUpgrade(path: "/echo")
+            #expect(try await later.readHead().status == 101)
+            await later.close()
             await proxy.server.drain(timeout: .milliseconds(200))
             // A connection accepted before the drain, whose head arrives after it, is answered 503.
             try await early.sendUpgrade(path: "/echo")
