@@ -98,9 +98,9 @@ def markdown(meta, rows, problems):
         runs.append(f'64 B runs {meta["DURATION"]} s')
     if "s3_plain16k" in present:
         runs.append(f'16 KiB runs {meta["LARGE_DURATION"]} s')
-    runs = ", ".join(runs) + f', after {meta["WARMUP"]} s warm-up'
+    runs = ", ".join(runs) + f', after {meta["WARMUP"]} s warm-up' if runs else ""
     if "s5_handshake_tls" in present:
-        runs += f'; handshakes {meta.get("HS_DURATION") or 5} s after 1 s warm-up'
+        runs += f'{"; " if runs else ""}handshakes {meta.get("HS_DURATION") or 5} s after 1 s warm-up'
     conns = f'{meta["CONNS"]} connections' if present & {"s1_plain64", "s3_plain16k"} else ""
     lines = [f'Run {meta["date"]}: {meta["REPS"]} interleaved repetitions, medians (± is half the min–max range); '
              f'{runs}; {conns + "; " if conns else ""}both proxies with {meta["PROXY_THREADS"]} threads on '
