@@ -80,6 +80,7 @@ struct BackendResponseParserTests {
         "HTTP/1.1 403 No\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
         "HTTP/1.1 403 No\r\nTransfer-Encoding: chunked\r\n\r\n7fffffffffffffff\r\n",  // would overflow a sum
         "HTTP/1.1 403 No\r\nTransfer-Encoding: chunked\r\n\r\n-1\r\n",
+        "HTTP/1.1 403 No\r\nTransfer-Encoding: chunked\r\n\r\n3\nabc\r\n0\r\n\r\n",  // bare LF after a chunk size
     ])
     func hostileAnswersAreMalformed(_ text: String) {
         #expect(self.verdict(text).hasPrefix("malformed"), "\(text.debugDescription)")
