@@ -11,12 +11,10 @@ enum BackendAnswer {
 
 /// A backend connection that has switched to WebSocket.
 struct BackendUpgrade {
-    /// The backend channel; its handshake handler is still in place until the splice removes it.
+    /// The backend channel; its HTTP handlers are still in place until the splice removes them.
     let channel: Channel
     /// The 101 answer.
     let head: HTTPResponseHead
     /// The server that answered.
     let server: BindAddress
-    /// Bytes that arrived with the 101: the backend's first frames, for the relay to pass on.
-    let leftover: ByteBuffer
 }

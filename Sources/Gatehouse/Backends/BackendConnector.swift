@@ -100,6 +100,10 @@ enum BackendConnector {
                         )
                         try sync.addHandler(handler)
                     }
+                    try sync.addHandler(HTTPRequestEncoder())
+                    try sync.addHandler(
+                        ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .forwardBytes))
+                    )
                     try sync.addHandler(
                         BackendHandshakeHandler(
                             request: request, expectedAccept: expectedAccept, server: server,

@@ -3,20 +3,29 @@ import NIOHTTP1
 
 /// Sends the forwarded upgrade request on a new backend connection and reports the answer.
 ///
-/// After a 101 it parks reads; the bytes that came with the 101 (the backend's first frames) travel with the
-/// answer, so none is dropped and none is read twice when the relay takes over.
+/// After the answer head it parks reads, so the bytes that follow a 101 stay in the decoder until the relay is
+/// installed and none is read twice or dropped.
 final class BackendHandshakeHandler: ChannelDuplexHandler, RemovableChannelHandler {
-    typealias InboundIn = ByteBuffer
-    typealias OutboundIn = ByteBuffer
-    typealias OutboundOut = ByteBuffer
+    typealias InboundIn = HTTPClientResponsePart
+    typealias OutboundIn = HTTPClientRequestPart
+    typealias OutboundOut = HTTPClientRequestPart
+
+    /// Largest body of a refusing answer relayed to the client.
+    static let maxRefusalBody = 64 << 10
+
+    private enum State {
+        case awaitingHead
+        case awaitingUpgradeEnd(HTTPResponseHead)
+        case collectingBody(HTTPResponseHead, ByteBuffer)
+        case answered
+    }
 
     private let request: HTTPRequestHead
     private let expectedAccept: String
     private let server: BindAddress
     private let responseTimeout: TimeAmount
     private let promise: EventLoopPromise<BackendAnswer>
-    private var parser = BackendResponseParser()
-    private var answered = false
+    private var state = State.awaitingHead
     private var readParked = false
     private var timeout: Scheduled<Void>?
 
@@ -29,36 +38,51 @@ final class BackendHandshakeHandler: ChannelDuplexHandler, RemovableChannelHandl
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        self.timeout = context.eventLoop.assumeIsolated().scheduleTask(in: self.responseTimeout) {
-            self.fail(.responseTimeout(self.server.description), context: context)
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        self.timeout = context.eventLoop.scheduleTask(in: self.responseTimeout) {
+            let (handler, context) = loopBound.value
+            handler.fail(.responseTimeout(handler.server.description), context: context)
         }
-        let bytes = BackendRequestSerializer.serialize(self.request, allocator: context.channel.allocator)
-        context.writeAndFlush(self.wrapOutboundOut(bytes), promise: nil)
+        context.write(self.wrapOutboundOut(.head(self.request)), promise: nil)
+        context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: nil)
         context.fireChannelActive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard !self.answered else { return }  // bytes after a refusal: the connection is closing
-        var bytes = self.unwrapInboundIn(data)
-        self.handle(self.parser.feed(&bytes), context: context)
-    }
-
-    private func handle(_ progress: BackendResponseParser.Progress, context: ChannelHandlerContext) {
-        switch progress {
-        case .needMore:
-            return
-        case .switching(let head, let rest):
-            self.readParked = true
-            if let problem = self.problem(with101: head) {
-                self.fail(.malformedAnswer(self.server.description, problem), context: context)
+        switch (self.state, self.unwrapInboundIn(data)) {
+        case (.awaitingHead, .head(let head)):
+            if head.status == .switchingProtocols {
+                self.readParked = true
+                if let problem = self.problem(with101: head) {
+                    self.fail(.malformedAnswer(self.server.description, problem), context: context)
+                } else {
+                    self.state = .awaitingUpgradeEnd(head)
+                }
+            } else {
+                self.state = .collectingBody(head, context.channel.allocator.buffer(capacity: 0))
+            }
+        case (.collectingBody(let head, var body), .body(var part)):
+            guard body.readableBytes + part.readableBytes <= Self.maxRefusalBody else {
+                self.fail(.malformedAnswer(self.server.description, "refusal body larger than 64 KiB"), context: context)
                 return
             }
-            self.answer(.upgraded(BackendUpgrade(channel: context.channel, head: head, server: self.server, leftover: rest)))
-        case .refusal(let head, let body):
+            self.state = .answered
+            body.writeBuffer(&part)
+            self.state = .collectingBody(head, body)
+        case (.collectingBody(let head, let body), .end):
             self.answer(.refused(server: self.server, head: head, body: body))
             context.close(promise: nil)
-        case .malformed(let why):
-            self.fail(.malformedAnswer(self.server.description, why), context: context)
+        case (.awaitingUpgradeEnd(let head), .end):
+            // Answer from outside the decoder's call stack: the relay removes the decoder when it takes over.
+            let upgrade = BackendUpgrade(channel: context.channel, head: head, server: self.server)
+            self.state = .answered
+            self.timeout?.cancel()
+            let promise = self.promise
+            context.eventLoop.assumeIsolated().execute { promise.succeed(.upgraded(upgrade)) }
+        case (.answered, _):
+            break  // bytes after a refusal are ignored; the connection is closing
+        default:
+            self.fail(.malformedAnswer(self.server.description, "unexpected message part"), context: context)
         }
     }
 
@@ -67,18 +91,18 @@ final class BackendHandshakeHandler: ChannelDuplexHandler, RemovableChannelHandl
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        if !self.answered {
-            if self.parser.hasHead {
-                self.handle(self.parser.finish(), context: context)
-            } else {
-                self.fail(.closedBeforeAnswer(self.server.description), context: context)
-            }
-        }
+        self.fail(.closedBeforeAnswer(self.server.description), context: context)
         context.fireChannelInactive()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        self.fail(self.parser.hasHead ? .malformedAnswer(self.server.description, "\(error)") : .closedBeforeAnswer(self.server.description), context: context)
+        if case .awaitingHead = self.state, error is HTTPParserError {
+            self.fail(.malformedAnswer(self.server.description, "not an HTTP/1.1 response"), context: context)
+        } else if case .awaitingHead = self.state {
+            self.fail(.closedBeforeAnswer(self.server.description), context: context)
+        } else {
+            self.fail(.malformedAnswer(self.server.description, "\(error)"), context: context)
+        }
     }
 
     private func problem(with101 head: HTTPResponseHead) -> String? {
@@ -110,14 +134,14 @@ final class BackendHandshakeHandler: ChannelDuplexHandler, RemovableChannelHandl
     }
 
     private func answer(_ answer: BackendAnswer) {
-        self.answered = true
+        self.state = .answered
         self.timeout?.cancel()
         self.promise.succeed(answer)
     }
 
     private func fail(_ failure: BackendFailure, context: ChannelHandlerContext) {
-        guard !self.answered else { return }
-        self.answered = true
+        if case .answered = self.state { return }
+        self.state = .answered
         self.timeout?.cancel()
         self.promise.fail(failure)
         context.close(promise: nil)

@@ -176,14 +176,15 @@ final class HTTP1HandshakeHandler: ChannelDuplexHandler, RemovableChannelHandler
             try context.channel.syncOptions?.setOption(.writeBufferWaterMark, value: .init(low: bufferBytes / 2, high: bufferBytes))
             let client = context.pipeline.syncOperations
             try client.addHandler(RelayHandler(session: session, side: .client))
-            try Splice.attachBackend(upgrade, to: session)
+            let backendDecoder = try Splice.attachBackend(upgrade, to: session)
             _ = client.removeHandler(context: context)
             _ = client.removeHandler(try client.handler(type: HTTPResponseEncoder.self))
             _ = client.removeHandler(try client.handler(type: HeadSizeGuard.self))
-            // Removing the decoder hands on the bytes it holds past the head (a pipelined first frame). Removal
-            // completes on a later loop tick; the relay starts once it is out.
+            // Removing the decoders hands on the bytes they hold past the heads: frames the backend sent right
+            // after its 101, a pipelined first frame from the client. Removal completes on a later loop tick; the
+            // relay starts (flushing what they handed over) once both are out, the backend's first.
             let clientDecoder = client.removeHandler(try client.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self))
-            clientDecoder.assumeIsolated().whenComplete { result in
+            backendDecoder.and(clientDecoder).assumeIsolated().whenComplete { result in
                 switch result {
                 case .success: session.start()
                 case .failure: session.abort()

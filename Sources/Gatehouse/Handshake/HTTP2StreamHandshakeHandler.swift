@@ -128,14 +128,20 @@ final class HTTP2StreamHandshakeHandler: ChannelDuplexHandler, RemovableChannelH
             let stream = context.pipeline.syncOperations
             try stream.addHandler(HTTP2StreamAdapter())
             try stream.addHandler(RelayHandler(session: session, side: .client, isStream: true))
-            try Splice.attachBackend(upgrade, to: session)
+            let backendDecoder = try Splice.attachBackend(upgrade, to: session)
             let early = self.early
+            let earlyEnd = self.earlyEnd
             self.early = []
             _ = stream.removeHandler(context: context)
-            session.start()
-            for bytes in early { session.received(bytes, from: .client) }
-            session.readComplete(from: .client)
-            if self.earlyEnd { session.inputClosed(.client) }
+            backendDecoder.assumeIsolated().whenComplete { result in
+                guard case .success = result else {
+                    session.abort()
+                    return
+                }
+                for bytes in early { session.received(bytes, from: .client) }
+                if earlyEnd { session.inputClosed(.client) }
+                session.start()
+            }
         } catch {
             Splice.abandon(session, upgrade: upgrade, client: context.channel, engine: self.engine, error: error)
         }

@@ -26,11 +26,6 @@ enum HTTPToken {
         text.utf8.allSatisfy { $0 >= 0x20 ? $0 != 0x7F : $0 == 0x09 }
     }
 
-    /// Whether `text` is a non-empty run of decimal digits (a `Content-Length`, without the sign `Int` accepts).
-    static func isDigits<S: StringProtocol>(_ text: S) -> Bool {
-        !text.isEmpty && text.utf8.allSatisfy { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }
-    }
-
     /// Splits a comma-separated header value into trimmed, non-empty elements.
     static func list<S: StringProtocol>(_ value: S) -> [Substring] {
         value.split(separator: ",").compactMap { element in

@@ -56,8 +56,6 @@ final class RelaySession {
     /// Frames read from the backend, toward the client.
     var fromBackend: FrameScanner
     var ending: Ending?
-    /// Backend frames that arrived with its 101, relayed when the session starts (after the client's 101).
-    var pendingFromBackend: ByteBuffer?
     /// Set once the HTTP handlers are out of both pipelines; until then the proxy writes nothing of its own.
     private(set) var started = false
     private var ended = false
@@ -97,10 +95,6 @@ final class RelaySession {
     /// removed (those reads have no read-complete of their own), starts the timers, then reads on both sides.
     func start() {
         self.started = true
-        if let early = self.pendingFromBackend, early.readableBytes > 0 {
-            self.pendingFromBackend = nil
-            self.received(early, from: .backend)
-        }
         self.readComplete(from: .client)
         self.readComplete(from: .backend)
         self.sendPendingClose(to: .client)

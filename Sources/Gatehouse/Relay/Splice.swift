@@ -34,13 +34,15 @@ enum Splice {
         return session
     }
 
-    /// Puts the relay handler on the backend channel and takes the handshake handler out. The frames that came
-    /// with the 101 are handed to the session when it starts.
-    static func attachBackend(_ upgrade: BackendUpgrade, to session: RelaySession) throws {
+    /// Puts the relay handler on the backend channel and takes its HTTP handlers out. The returned future
+    /// completes once the response decoder is gone (its removal hands on any frames that followed the 101).
+    static func attachBackend(_ upgrade: BackendUpgrade, to session: RelaySession) throws -> EventLoopFuture<Void> {
         let backend = upgrade.channel.pipeline.syncOperations
         try backend.addHandler(RelayHandler(session: session, side: .backend))
         _ = backend.removeHandler(try backend.handler(type: BackendHandshakeHandler.self))
-        session.pendingFromBackend = upgrade.leftover
+        _ = backend.removeHandler(try backend.handler(type: HTTPRequestEncoder.self))
+        // The decoder also watches outbound writes: nothing of the client's may be written before it is out.
+        return backend.removeHandler(try backend.handler(type: ByteToMessageHandler<HTTPResponseDecoder>.self))
     }
 
     /// Undoes a splice that failed half way.
