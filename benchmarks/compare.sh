@@ -52,23 +52,17 @@ NG_PLAIN=$((PORT_BASE + 1)); NG_TLS=$((PORT_BASE + 11))
 HA_PLAIN=$((PORT_BASE + 2)); HA_TLS=$((PORT_BASE + 12))
 HOST=127.0.0.1
 
-log() { printf '[compare %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
+LOG_TAG=compare
+# shellcheck source=benchmarks/lib.sh
+source "$BENCH_DIR/lib.sh"
 
 RUN_START=$(date +%s)
 WORK="$(mktemp -d /tmp/gatehouse-compare.XXXXXX)"
+LOG_DIR="$WORK"
 # nginx workers run as www-data and must reach their temp directories.
 chmod 755 "$WORK"
 declare -A PIDS=()
 
-stop_pid() {
-  local pid="$1"
-  kill -0 "$pid" 2>/dev/null || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
-  wait "$pid" 2>/dev/null || true
-}
 
 cleanup() {
   local status=$?
@@ -216,15 +210,6 @@ backend echo
 EOF
 
 # --- processes -------------------------------------------------------------------------------------------------
-wait_port() {
-  local port="$1" name="$2"
-  for _ in $(seq 1 100); do
-    if ss -Hltn "sport = :$port" | grep -q .; then return 0; fi
-    kill -0 "${PIDS[$name]}" 2>/dev/null || die "$name exited; see $WORK/$name.log"
-    sleep 0.1
-  done
-  die "$name did not listen on $port; see $WORK/$name.log"
-}
 
 start_proxy() {
   local name="$1"

@@ -40,8 +40,10 @@ OUT_DIR="${OUT_DIR:-$(mktemp -d /tmp/gatehouse-profile.XXXXXX)}"
 HOST=127.0.0.1
 PLAIN=$PORT_BASE; TLS=$((PORT_BASE + 1)); ECHO_PORT=$((PORT_BASE + 2))
 
-log() { printf '[profile %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
+LOG_TAG=profile
+# shellcheck source=benchmarks/lib.sh
+source "$BENCH_DIR/lib.sh"
+LOG_DIR="$OUT_DIR"
 case "$PROFILER" in perf | uprobes | callgrind) ;; *) die "PROFILER must be perf, uprobes or callgrind" ;; esac
 case "$SCENARIO" in echo64 | handshake | h2echo64) ;; *) die "SCENARIO must be echo64, handshake or h2echo64" ;; esac
 [[ -x "$GATEHOUSE_BIN" && -x "$BENCH_BIN" ]] || die "build gatehouse and gatehouse-bench (release) first"
@@ -54,18 +56,9 @@ mkdir -p "$OUT_DIR"
 
 declare -A PIDS=()
 PROBE_GROUPS=()
-stop_pid() {
-  local pid="$1"
-  kill -0 "$pid" 2>/dev/null || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  # valgrind needs a while to write its output after the process exits.
-  for _ in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
-  wait "$pid" 2>/dev/null || true
-}
 cleanup() {
   local status=$?
-  for name in bench perf proxy echo; do [[ -n "${PIDS[$name]:-}" ]] && stop_pid "${PIDS[$name]}"; done
+  for name in bench perf proxy echo; do [[ -n "${PIDS[$name]:-}" ]] && stop_pid "${PIDS[$name]}" 300; done
   for group in "${PROBE_GROUPS[@]}"; do perf probe -q -d "$group:*" 2>/dev/null || true; done
   exit $status
 }
@@ -73,15 +66,6 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 ulimit -n "$(ulimit -Hn)" || true
 
-wait_port() {
-  local port="$1" name="$2"
-  for _ in $(seq 1 600); do
-    if ss -Hltn "sport = :$port" | grep -q .; then return 0; fi
-    kill -0 "${PIDS[$name]}" 2>/dev/null || die "$name exited; see $OUT_DIR/$name.log"
-    sleep 0.1
-  done
-  die "$name did not listen on $port"
-}
 
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj "/CN=localhost" \
   -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" -keyout "$OUT_DIR/key.pem" -out "$OUT_DIR/cert.pem" 2>/dev/null
@@ -109,7 +93,7 @@ EOF
 
 "$GATEHOUSE_BIN" echo --bind "$HOST:$ECHO_PORT" --threads 1 >"$OUT_DIR/echo.log" 2>&1 &
 PIDS[echo]=$!
-wait_port "$ECHO_PORT" echo
+wait_port "$ECHO_PORT" echo 600
 if [[ "$PROFILER" == callgrind ]]; then
   # valgrind 3.19 cannot read the DWARF 5 that Swift 6 emits; the symbol table is enough for function names.
   objcopy --strip-debug "$GATEHOUSE_BIN" "$OUT_DIR/gatehouse"
@@ -119,7 +103,7 @@ else
   "$GATEHOUSE_BIN" run --config "$OUT_DIR/gatehouse.yaml" >"$OUT_DIR/proxy.log" 2>&1 &
 fi
 PIDS[proxy]=$!
-wait_port "$PLAIN" proxy
+wait_port "$PLAIN" proxy 600
 
 add_probes() {  # add_probes GROUP BINARY SYMBOL...: one uprobe per symbol (a missing one is skipped)
   local group="$1" binary="$2"; shift 2
@@ -183,7 +167,8 @@ else
 fi
 wait "${PIDS[bench]}" || log "bench exited with $? (see $OUT_DIR/bench.log)"
 unset "PIDS[bench]"
-stop_pid "${PIDS[proxy]}"
+# valgrind needs a while to write its output after the process exits.
+stop_pid "${PIDS[proxy]}" 300
 unset "PIDS[proxy]"
 echo "span_seconds=$SPAN window_seconds=$DURATION" >"$OUT_DIR/span.txt"
 

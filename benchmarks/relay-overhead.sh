@@ -49,8 +49,9 @@ ECHO_PORT=$((PORT_BASE + 20))
 declare -A PORT=([baseline]=$PORT_BASE [candidate]=$((PORT_BASE + 1)))
 declare -A TLS_PORT=([baseline]=$((PORT_BASE + 10)) [candidate]=$((PORT_BASE + 11)))
 
-log() { printf '[overhead %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
+LOG_TAG=overhead
+# shellcheck source=benchmarks/lib.sh
+source "$BENCH_DIR/lib.sh"
 
 [[ -n "${BASELINE_BIN:-}" && -x "${BASELINE_BIN:-}" ]] || die "set BASELINE_BIN to the baseline gatehouse binary"
 NEED_TLS=0
@@ -69,15 +70,8 @@ BENCH_BIN="${BENCH_BIN:-$BIN_DIR/gatehouse-bench}"
 declare -A BIN=([baseline]=$BASELINE_BIN [candidate]=$CANDIDATE_BIN)
 
 WORK="$(mktemp -d /tmp/gatehouse-overhead.XXXXXX)"
+LOG_DIR="$WORK"
 declare -A PIDS=()
-stop_pid() {
-  local pid="$1"
-  kill -0 "$pid" 2>/dev/null || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
-  wait "$pid" 2>/dev/null || true
-}
 cleanup() {
   local status=$?
   for name in "${!PIDS[@]}"; do stop_pid "${PIDS[$name]}"; done
@@ -95,15 +89,6 @@ for port in "${PORTS[@]}"; do
   if ss -Hltn "sport = :$port" | grep -q .; then die "port $port is in use; set PORT_BASE"; fi
 done
 
-wait_port() {
-  local port="$1" name="$2"
-  for _ in $(seq 1 100); do
-    if ss -Hltn "sport = :$port" | grep -q .; then return 0; fi
-    kill -0 "${PIDS[$name]}" 2>/dev/null || die "$name exited; see $WORK/$name.log"
-    sleep 0.1
-  done
-  die "$name did not listen on $port; see $WORK/$name.log"
-}
 
 # Same configuration for both: one plain listener, default limits (no limits set), no access log, no admin; with
 # scenario 5 or 7 also a TLS listener like compare.sh's (one ECDSA P-256 certificate, default ALPN h2, http/1.1).
