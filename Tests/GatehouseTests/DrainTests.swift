@@ -15,22 +15,27 @@ struct DrainTests {
         return port
     }
 
+    /// One plain listener on `port`, the builtin echo at `/echo`, and `admin` inside the admin mapping.
+    static func config(port: Int, admin: String) -> String {
+        """
+        listeners:
+          - name: plain
+            bind: "127.0.0.1:\(port)"
+        backends:
+          - name: demo
+            builtin: echo
+        routes:
+          - name: echo
+            path: "/echo"
+            backend: demo
+            origins: ["*"]
+        admin: { \(admin) }
+        """
+    }
+
     @Test func sigtermSends1001ToEveryClientAndExitsWithinTheDeadline() async throws {
         let port = try await Self.freePort()
-        let yaml = """
-            listeners:
-              - name: plain
-                bind: "127.0.0.1:\(port)"
-            backends:
-              - name: demo
-                builtin: echo
-            routes:
-              - name: echo
-                path: "/echo"
-                backend: demo
-                origins: ["*"]
-            admin: { drain_timeout: 3s }
-            """
+        let yaml = Self.config(port: port, admin: "drain_timeout: 3s")
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("gatehouse-drain-\(UUID().uuidString).yaml").path
         try yaml.write(toFile: path, atomically: true, encoding: .utf8)
         let process = Process()
@@ -82,20 +87,7 @@ struct DrainTests {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("gatehouse-reload-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let path = directory.appendingPathComponent("proxy.yaml").path
-        let yaml = """
-            listeners:
-              - name: plain
-                bind: "127.0.0.1:\(port)"
-            backends:
-              - name: demo
-                builtin: echo
-            routes:
-              - name: echo
-                path: "/echo"
-                backend: demo
-                origins: ["*"]
-            admin: { pid_file: gatehouse.pid }
-            """
+        let yaml = Self.config(port: port, admin: "pid_file: gatehouse.pid")
         try yaml.write(toFile: path, atomically: true, encoding: .utf8)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: CLITests.binary)
