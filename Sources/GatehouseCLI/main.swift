@@ -72,11 +72,17 @@ struct Echo: AsyncParsableCommand {
     @Option(help: "Event-loop threads (default: one per core).")
     var threads: Int?
 
+    @Option(help: "Largest frame echoed, e.g. 65536, 64KiB, 1MiB (1KiB to 1GiB); larger frames are closed with 1009.")
+    var maxFrameBytes: String = "1MiB"
+
     func run() async throws {
         guard let address = BindAddress(parsing: self.bind) else {
             throw ValidationError("--bind must be HOST:PORT")
         }
-        try await EchoServer.serve(address: address, threads: self.threads) { bound in
+        guard let maxFrameSize = ConfigValueParser.byteSize(self.maxFrameBytes), (1 << 10)...(1 << 30) ~= maxFrameSize else {
+            throw ValidationError("--max-frame-bytes must be a size from 1KiB to 1GiB like 65536, 64KiB or 1MiB, found '\(self.maxFrameBytes)'")
+        }
+        try await EchoServer.serve(address: address, threads: self.threads, maxFrameSize: maxFrameSize) { bound in
             print("echo server listening on \(bound.map { "\($0)" } ?? self.bind)")
         }
     }

@@ -74,3 +74,36 @@ extension CLITests {
         kill(process.processIdentifier, SIGTERM)
     }
 }
+
+extension CLITests {
+    @Test func echoCommandRefusesABadFrameLimit() async throws {
+        let result = try await ExternalProcess.run([Self.binary, "echo", "--max-frame-bytes", "2GiB"], timeout: 30)
+        #expect(result.status != 0)
+        #expect(result.output.contains("--max-frame-bytes must be a size from 1KiB to 1GiB"), "\(result.output)")
+    }
+
+    @Test func echoCommandClosesFramesOverItsLimitWith1009() async throws {
+        let port = try await DrainTests.freePort()
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Self.binary)
+        process.arguments = ["echo", "--bind", "127.0.0.1:\(port)", "--threads", "1", "--max-frame-bytes", "64KiB"]
+        process.standardOutput = Pipe()
+        try process.run()
+        defer { kill(process.processIdentifier, SIGKILL) }
+        var client: TestClient?
+        let deadline = ContinuousClock.now + .seconds(20)
+        while client == nil && ContinuousClock.now < deadline {
+            client = try? await TestClient.connect(port: port)
+            if client == nil { try await Task.sleep(for: .milliseconds(50)) }
+        }
+        let echo = try #require(client)
+        try await echo.sendUpgrade(path: "/")
+        #expect(try await echo.readHead().status == 101)
+        try await echo.sendFrame(opcode: TestFrame.binary, payload: [UInt8](repeating: 1, count: 64 << 10))
+        #expect(try await echo.readMessage().payload.count == 64 << 10)
+        try? await echo.sendFrame(opcode: TestFrame.binary, payload: [UInt8](repeating: 1, count: (64 << 10) + 1))
+        #expect(try await echo.readFrame().closeCode == 1009)
+        await echo.close()
+        kill(process.processIdentifier, SIGTERM)
+    }
+}

@@ -62,7 +62,7 @@ struct ConfigTests {
         #expect(config.routes[0].limits.maxHeadBytes == 8 << 10)
         #expect(config.routes[1].limits.bufferBytes == LimitsConfig().bufferBytes)
         #expect(config.defaultLimits.handshakeTimeout == .seconds(5))
-        #expect(config.admin.bind == BindAddress(host: "127.0.0.1", port: 9901))
+        #expect(config.admin.bind == .tcp(BindAddress(host: "127.0.0.1", port: 9901)))
     }
 
     @Test func unknownKeyIsAnErrorAtItsPosition() throws {

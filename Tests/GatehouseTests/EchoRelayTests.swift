@@ -7,12 +7,13 @@ import Testing
 /// Messages through the whole proxy path to the builtin echo backend, plain and TLS.
 @Suite("Echo relay")
 struct EchoRelayTests {
+    /// The echo backend takes frames up to 16 MiB here (the largest size echoed), above its 1 MiB default.
     static let config = TestConfig.echo(listener: """
           - name: secure
             bind: "127.0.0.1:0"
             tls:
               self_signed: true
-        """)
+        """).replacingOccurrences(of: "builtin: echo", with: "builtin: echo\n    max_frame_bytes: 16MiB")
 
     static let sizes = [0, 125, 126, 65535, 65536, 16 << 20]
 

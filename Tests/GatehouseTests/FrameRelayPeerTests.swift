@@ -10,6 +10,7 @@ struct FrameRelayPeerTests {
     @Test func oneAndSixtyFourMiBMessagesPassUnderLimits() async throws {
         let yaml = TestConfig.echo(route: "    limits: { max_frame_bytes: 64MiB, max_message_bytes: 64MiB }")
             .replacingOccurrences(of: "    origins: [\"*\"]\n    limits", with: "    origins: [\"*\"]\n    limits")
+            .replacingOccurrences(of: "builtin: echo", with: "builtin: echo\n    max_frame_bytes: 16MiB")
         try await TestProxy.with(yaml) { proxy in
             let client = try await TestClient.connect(port: try proxy.port("plain"))
             try await client.sendUpgrade(path: "/echo")

@@ -50,6 +50,11 @@ struct RoutingTests {
         #expect(PathPattern(parsing: "/ws") == .exact("/ws"))
         #expect(PathPattern(parsing: "ws") == nil)
         #expect(PathPattern(parsing: "/a*b") == nil)
+        // A pattern no normalised request path can take is refused rather than never matched.
+        for unreachable in ["//ws/*", "/ws/./x", "/ws/../x", "/ws;v=1/*", "/%7Eu/*", "/a%2fb", "/a%c3%a9", "/a|b", "/ws?x", "/ws#x"] {
+            #expect(PathPattern(parsing: unreachable) == nil, "\(unreachable)")
+        }
+        #expect(PathPattern(parsing: "/~u/caf%C3%A9/a%7Cb/*") == .prefix("/~u/caf%C3%A9/a%7Cb/"))
         #expect(PathPattern.prefix("/ws/").matches("/ws/"))
         #expect(!PathPattern.prefix("/ws/").matches("/ws"))
     }
@@ -65,11 +70,12 @@ struct RoutingTests {
         #expect(SerializedOrigin(parsing: "http://localhost:80")?.description == "http://localhost")
     }
 
-    @Test func targetValidation() {
-        #expect(TargetValidator.validate("/ws/chat?x=1") == nil)
-        #expect(TargetValidator.validate("/ws/%2e%2e/admin") != nil)
-        #expect(TargetValidator.validate("/ws/a%2Fb") != nil)
-        #expect(TargetValidator.validate("http://evil/ws") != nil)
-        #expect(TargetValidator.validate("/ws/\u{7F}") != nil)
+    @Test func targetNormalisation() {
+        #expect(RequestTarget.normalize("/ws/chat?x=1") == .success("/ws/chat?x=1"))
+        #expect(RequestTarget.normalize("//ws/%63hat") == .success("/ws/chat"))
+        #expect(throws: HandshakeRefusal.self) { try RequestTarget.normalize("/ws/%2e%2e/admin").get() }
+        #expect(throws: HandshakeRefusal.self) { try RequestTarget.normalize("/ws/a%2Fb").get() }
+        #expect(throws: HandshakeRefusal.self) { try RequestTarget.normalize("http://evil/ws").get() }
+        #expect(throws: HandshakeRefusal.self) { try RequestTarget.normalize("/ws/\u{7F}").get() }
     }
 }

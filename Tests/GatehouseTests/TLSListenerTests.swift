@@ -94,3 +94,122 @@ struct TLSListenerTests {
         }
     }
 }
+
+/// Cipher suites offered on TLS 1.2, checked with an independent client (`openssl s_client`).
+extension TLSListenerTests {
+    /// An RSA certificate made by the openssl CLI (RSA key exchange suites need an RSA certificate).
+    func rsaCertificate() async throws -> (cert: String, key: String) {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("gatehouse-rsa-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let cert = directory + "/cert.pem"
+        let key = directory + "/key.pem"
+        let result = try await ExternalProcess.run([
+            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "1",
+            "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost",
+        ], timeout: 60)
+        guard result.status == 0 else { throw TestError("openssl req failed: \(result.output)") }
+        return (cert, key)
+    }
+
+    func rsaListener(_ files: (cert: String, key: String), ciphers: String = "") -> String {
+        TestConfig.echo(listener: """
+              - name: secure
+                bind: "127.0.0.1:0"
+                tls:
+                  certificates:
+                    - { cert: \(files.cert), key: \(files.key) }
+                  \(ciphers)
+            """)
+    }
+
+    /// Whether a TLS 1.2 handshake offering only `cipher` succeeds, and the output of s_client.
+    func handshake(port: Int, cipher: String) async throws -> (accepted: Bool, output: String) {
+        let result = try await ExternalProcess.run([
+            "openssl", "s_client", "-connect", "127.0.0.1:\(port)", "-servername", "localhost", "-tls1_2", "-cipher", cipher,
+        ], timeout: 20)
+        return (result.status == 0 && result.output.contains("Cipher is \(cipher)"), result.output)
+    }
+
+    @Test func tls12OffersOnlyForwardSecretAEADSuitesByDefault() async throws {
+        let files = try await self.rsaCertificate()
+        try await TestProxy.with(self.rsaListener(files)) { proxy in
+            let port = try proxy.port("secure")
+            for weak in ["AES128-SHA", "AES256-SHA", "AES128-GCM-SHA256", "ECDHE-RSA-AES128-SHA", "ECDHE-RSA-AES256-SHA"] {
+                let (accepted, output) = try await self.handshake(port: port, cipher: weak)
+                #expect(!accepted, "\(weak) was accepted: \(output)")
+            }
+            for strong in ["ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-RSA-AES256-GCM-SHA384", "ECDHE-RSA-CHACHA20-POLY1305"] {
+                let (accepted, output) = try await self.handshake(port: port, cipher: strong)
+                #expect(accepted, "\(strong) was refused: \(output)")
+            }
+        }
+    }
+
+    @Test func tlsCiphersChangesTheSuites() async throws {
+        let files = try await self.rsaCertificate()
+        try await TestProxy.with(self.rsaListener(files, ciphers: "ciphers: \"ECDHE-RSA-AES256-GCM-SHA384\"")) { proxy in
+            let port = try proxy.port("secure")
+            #expect(try await self.handshake(port: port, cipher: "ECDHE-RSA-AES256-GCM-SHA384").accepted)
+            #expect(try await !self.handshake(port: port, cipher: "ECDHE-RSA-AES128-GCM-SHA256").accepted)
+        }
+        // The client can negotiate a legacy suite when the operator asks for it: the default refusal is the proxy's.
+        try await TestProxy.with(self.rsaListener(files, ciphers: "ciphers: [AES128-SHA]")) { proxy in
+            let (accepted, output) = try await self.handshake(port: try proxy.port("secure"), cipher: "AES128-SHA")
+            #expect(accepted, "\(output)")
+        }
+    }
+
+    @Test func backendReEncryptionOffersTheSameSuites() async throws {
+        let yaml = """
+            listeners:
+              - name: plain
+                bind: "127.0.0.1:0"
+            backends:
+              - name: secure
+                servers: ["127.0.0.1:9443"]
+                tls: { server_name: backend.test }
+            routes:
+              - name: secure
+                path: "/secure"
+                backend: secure
+                origins: ["*"]
+            """
+        let config = try ProxyConfig.parse(yaml: yaml, file: "backend.yaml")
+        let state = try await ProxyStateBuilder(
+            echoAddress: nil, selfSigned: [:], counters: [:], environment: [:], metrics: ProxyMetrics()
+        ).build(config, generation: 1)
+        let context = try #require(state.routes.all.first?.backend.tls?.context)
+        #expect(context.configuration.cipherSuites == CipherSuites.intermediate.cipherString)
+    }
+
+    @Test func badCipherListsAreConfigErrorsAtTheKey() throws {
+        func error(_ ciphers: String) -> ConfigError? {
+            let yaml = TestConfig.echo(listener: """
+                  - name: secure
+                    bind: "127.0.0.1:0"
+                    tls:
+                      self_signed: true
+                      ciphers: \(ciphers)
+                """)
+            do {
+                _ = try ProxyConfig.parse(yaml: yaml, file: "tls.yaml")
+                return nil
+            } catch {
+                return error
+            }
+        }
+        let unknown = try #require(error("\"ECDHE-RSA-AES128-GCM-SHA265\""))
+        #expect(unknown.line == 8 && unknown.column == 16, "\(unknown)")
+        #expect(unknown.message.contains("unknown TLS 1.2 cipher suite 'ECDHE-RSA-AES128-GCM-SHA265'"))
+        #expect(error("\"\"") != nil)
+        #expect(error("[]")?.message.contains("empty") == true)
+        #expect(error("\"HIGH:!aNULL\"") != nil)
+        #expect(error("[TLS_AES_128_GCM_SHA256]")?.message.contains("TLS 1.3") == true)
+        #expect(error("\"ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256\"") != nil)
+        #expect(error("\"ECDHE-ECDSA-AES128-GCM-SHA256:TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256\"") == nil)
+        #expect(try CipherSuites(parsing: ["ecdhe-rsa-aes128-gcm-sha256"]).cipherString == "ECDHE-RSA-AES128-GCM-SHA256")
+        #expect(error("[ECDHE-RSA-AES128-GCM-SHA256]\n      min_version: \"1.3\"")?.message.contains("TLS 1.2 only") == true)
+    }
+}
+
+import Foundation

@@ -2,7 +2,8 @@ import Crypto
 import Foundation
 import NIOHTTP1
 
-/// The admin endpoints. Every request is checked against the admin token when one is configured.
+/// The admin endpoints. Requests made by web pages are refused (``AdminRequestGuard``), then every request is
+/// checked against the admin token when one is configured.
 ///
 /// - `GET /healthz`: the process is alive.
 /// - `GET /readyz`: listeners are open and the proxy is not draining.
@@ -13,11 +14,17 @@ import NIOHTTP1
 /// - `POST /reload`: re-read the configuration; the error (`file:line:col: message`) is returned if it fails.
 struct AdminAPI: Sendable {
     let server: GatehouseServer
-    /// SHA-256 of the admin token, when one is required.
-    let tokenDigest: [UInt8]?
+    /// Refuses requests that web pages can make.
+    let requestGuard: AdminRequestGuard
 
     func handle(_ request: AdminRequest) async -> AdminResponse {
-        if let refusal = self.authorize(request) { return refusal }
+        if let reason = self.requestGuard.refusalBeforeAuthentication(request.headers) { return .text(.forbidden, reason) }
+        // Read per request: a reload may change the token without rebinding the endpoint.
+        let tokenDigest = self.server.adminTokenDigest
+        if let refusal = self.authorize(request, expected: tokenDigest) { return refusal }
+        if let reason = self.requestGuard.refusalOfStateChange(method: request.method, headers: request.headers, tokenVerified: tokenDigest != nil) {
+            return .text(.forbidden, reason)
+        }
         switch (request.method, request.path) {
         case (.GET, "/healthz"):
             return .text(.ok, "ok")
@@ -57,8 +64,8 @@ struct AdminAPI: Sendable {
         }
     }
 
-    private func authorize(_ request: AdminRequest) -> AdminResponse? {
-        guard let expected = self.tokenDigest else { return nil }
+    private func authorize(_ request: AdminRequest, expected: [UInt8]?) -> AdminResponse? {
+        guard let expected else { return nil }
         let presented = request.headers["authorization"].first.flatMap(TokenExtractor.bearer) ?? ""
         let digest = Array(SHA256.hash(data: Array(presented.utf8)))
         var difference: UInt8 = 0

@@ -8,9 +8,17 @@ public enum AdminClient {
     public static func request(
         _ method: HTTPMethod, _ path: String, address: BindAddress, token: String?, timeout: TimeAmount = .seconds(30)
     ) async throws -> (status: UInt, body: String) {
+        try await self.request(method, path, to: .tcp(address), token: token, timeout: timeout)
+    }
+
+    /// Sends `method path` to the admin endpoint `bind` (TCP or Unix socket); returns the status and body.
+    /// Every request carries `Gatehouse-Admin: 1`, which state-changing requests need.
+    public static func request(
+        _ method: HTTPMethod, _ path: String, to bind: AdminBind, token: String?, timeout: TimeAmount = .seconds(30)
+    ) async throws -> (status: UInt, body: String) {
         let group = MultiThreadedEventLoopGroup.singleton
         let promise = group.next().makePromise(of: (UInt, String).self)
-        let channel = try await ClientBootstrap(group: group)
+        let bootstrap = ClientBootstrap(group: group)
             .connectTimeout(.seconds(5))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -18,9 +26,24 @@ public enum AdminClient {
                     try channel.pipeline.syncOperations.addHandler(ResponseCollector(promise: promise))
                 }
             }
-            .connect(host: address.host, port: address.port).get()
+        let channel: Channel
+        let host: String
+        do {
+            switch bind {
+            case .tcp(let address):
+                channel = try await bootstrap.connect(host: address.host, port: address.port).get()
+                host = address.description
+            case .unix(let socketPath):
+                channel = try await bootstrap.connect(unixDomainSocketPath: socketPath).get()
+                host = "localhost"
+            }
+        } catch {
+            promise.fail(error)  // an unfulfilled promise traps in debug builds
+            throw error
+        }
         var headers = HTTPHeaders()
-        headers.add(name: "Host", value: address.description)
+        headers.add(name: "Host", value: host)
+        headers.add(name: AdminRequestGuard.confirmationHeader, value: "1")
         headers.add(name: "Content-Length", value: "0")
         headers.add(name: "Connection", value: "close")
         if let token { headers.add(name: "Authorization", value: "Bearer \(token)") }

@@ -13,7 +13,7 @@ public enum ReloadRequest {
         if let bind = config.admin.bind {
             let token = config.admin.tokenEnv.flatMap { environment[$0] }
             do {
-                let (status, body) = try await AdminClient.request(.POST, "/reload", address: bind, token: token)
+                let (status, body) = try await AdminClient.request(.POST, "/reload", to: bind, token: token)
                 let text = body.trimmingCharacters(in: .whitespacesAndNewlines)
                 return status == 200 ? .success(text) : .failure("reload refused (\(status)): \(text)")
             } catch {

@@ -14,20 +14,23 @@ enum BackendConnector {
         var bufferBytes: Int
     }
 
-    /// Tries the pool's servers in turn until one answers; fails with the last ``BackendFailure``.
+    /// Tries the pool's servers in turn until one answers; fails with the last ``BackendFailure``, or with
+    /// ``HandshakeCancellation/Cancelled`` (nothing reported to `onFailure`) once `cancellation` is cancelled.
     static func open(
         pool: BackendPool,
         request: HTTPRequestHead,
         expectedAccept: String,
         settings: ChannelSettings,
         eventLoop: EventLoop,
+        cancellation: HandshakeCancellation,
         onFailure: @escaping @Sendable (BackendFailure) -> Void
     ) -> EventLoopFuture<BackendAnswer> {
         let servers = pool.attemptOrder()
         let promise = eventLoop.makePromise(of: BackendAnswer.self)
         Self.attempt(
             index: 0, servers: servers, pool: pool, request: request, expectedAccept: expectedAccept,
-            settings: settings, eventLoop: eventLoop, sawTimeout: false, onFailure: onFailure, promise: promise
+            settings: settings, eventLoop: eventLoop, cancellation: cancellation, sawTimeout: false,
+            onFailure: onFailure, promise: promise
         )
         return promise.futureResult
     }
@@ -40,15 +43,27 @@ enum BackendConnector {
         expectedAccept: String,
         settings: ChannelSettings,
         eventLoop: EventLoop,
+        cancellation: HandshakeCancellation,
         sawTimeout: Bool,
         onFailure: @escaping @Sendable (BackendFailure) -> Void,
         promise: EventLoopPromise<BackendAnswer>
     ) {
+        guard !cancellation.isCancelled else {
+            promise.fail(HandshakeCancellation.Cancelled())
+            return
+        }
         let server = servers[index]
         Self.connectOnce(
             server: server, pool: pool, request: request, expectedAccept: expectedAccept, settings: settings,
-            eventLoop: eventLoop
+            eventLoop: eventLoop, cancellation: cancellation
         ).whenComplete { result in
+            // Whatever the attempt ended with, a client that left turns it into a cancellation: no failover,
+            // nothing counted against the backend, no upgraded connection kept.
+            if cancellation.isCancelled {
+                if case .success(.upgraded(let upgrade)) = result { upgrade.channel.close(promise: nil) }
+                promise.fail(HandshakeCancellation.Cancelled())
+                return
+            }
             switch result {
             case .success(let answer):
                 promise.succeed(answer)
@@ -60,7 +75,7 @@ enum BackendConnector {
                     Self.attempt(
                         index: index + 1, servers: servers, pool: pool, request: request,
                         expectedAccept: expectedAccept, settings: settings, eventLoop: eventLoop,
-                        sawTimeout: timedOut, onFailure: onFailure, promise: promise
+                        cancellation: cancellation, sawTimeout: timedOut, onFailure: onFailure, promise: promise
                     )
                 } else if timedOut && failure.isRetryable {
                     promise.fail(BackendFailure.connectTimeout(failure.server))
@@ -77,7 +92,8 @@ enum BackendConnector {
         request: HTTPRequestHead,
         expectedAccept: String,
         settings: ChannelSettings,
-        eventLoop: EventLoop
+        eventLoop: EventLoop,
+        cancellation: HandshakeCancellation
     ) -> EventLoopFuture<BackendAnswer> {
         let answer = eventLoop.makePromise(of: BackendAnswer.self)
         let tls = pool.tls
@@ -91,6 +107,11 @@ enum BackendConnector {
                 value: .init(low: settings.bufferBytes / 2, high: settings.bufferBytes)
             )
             .channelInitializer { channel in
+                // Registered before the connect starts, so a client that leaves while it is in flight closes it.
+                guard cancellation.register(channel) else {
+                    return channel.eventLoop.makeFailedFuture(HandshakeCancellation.Cancelled())
+                }
+                answer.futureResult.whenComplete { _ in cancellation.unregister(channel) }
                 do {
                     let sync = channel.pipeline.syncOperations
                     if let tls {
@@ -101,6 +122,7 @@ enum BackendConnector {
                         try sync.addHandler(handler)
                     }
                     try sync.addHandler(HTTPRequestEncoder())
+                    try sync.addHandler(NIOHTTPRequestHeadersValidator())
                     try sync.addHandler(
                         ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .forwardBytes))
                     )

@@ -30,6 +30,8 @@ public struct JWTProviderConfig: Sendable, Equatable {
     public var audience: String?
     /// Clock skew tolerated on `exp` and `nbf`.
     public var leeway: Duration
+    /// Refuse tokens without `exp` (`require_exp`): they would never expire, so live expiry could not end them.
+    public var requireExpiry: Bool
     /// Where `algorithms`, `secret_env` and `jwks_file` were written.
     public var algorithmsPosition: ConfigPosition
     public var secretEnvPosition: ConfigPosition?
@@ -67,6 +69,7 @@ extension AuthProviderConfig {
                 issuer: try map.optional("issuer")?.string("issuer"),
                 audience: try map.optional("audience")?.string("audience"),
                 leeway: try map.optional("leeway")?.duration("leeway", allowZero: true) ?? JWTProviderConfig.defaultLeeway,
+                requireExpiry: try map.optional("require_exp")?.bool("require_exp") ?? true,
                 algorithmsPosition: algorithmsNode.position,
                 secretEnvPosition: secretNode?.position,
                 jwksFilePosition: jwksNode?.position

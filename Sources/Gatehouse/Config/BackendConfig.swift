@@ -10,6 +10,9 @@ public struct BackendConfig: Sendable, Equatable {
     public var responseTimeout: Duration
     /// Re-encryption toward the servers; nil for plain TCP.
     public var tls: BackendTLSConfig?
+    /// Largest frame the built-in echo server takes (it holds whole frames); larger ones are closed with 1009.
+    /// Only settable with `builtin: echo`.
+    public var echoMaxFrameBytes: Int
     /// Where the backend was declared.
     public var position: ConfigPosition
 
@@ -23,6 +26,8 @@ public struct BackendConfig: Sendable, Equatable {
 
     static let defaultConnectTimeout = Duration.seconds(2)
     static let defaultResponseTimeout = Duration.seconds(10)
+    /// 1 MiB.
+    public static let defaultEchoMaxFrameBytes = 1 << 20
 }
 
 /// TLS from the proxy to a backend.
@@ -74,6 +79,14 @@ extension BackendConfig {
             }
         } else {
             self.tls = nil
+        }
+        if let maxFrameNode = map.optional("max_frame_bytes") {
+            guard case .builtinEcho = self.kind else {
+                throw maxFrameNode.error("max_frame_bytes applies only to 'builtin: echo' (frame limits of routes are 'limits.max_frame_bytes')")
+            }
+            self.echoMaxFrameBytes = try maxFrameNode.byteSize("max_frame_bytes", in: (1 << 10)...(1 << 30))
+        } else {
+            self.echoMaxFrameBytes = Self.defaultEchoMaxFrameBytes
         }
         self.position = node.position
         try map.finish()

@@ -18,6 +18,13 @@ public enum ConfigCheck {
             throw (config.admin.bindPosition ?? ConfigPosition(file: config.file, line: 1, column: 1))
                 .error("environment variable \(variable) (admin token_env) is not set")
         }
+        if case .unix(let path) = config.admin.bind {
+            do {
+                try AdminServer.checkSocketPath(path)
+            } catch {
+                throw (config.admin.bindPosition ?? ConfigPosition(file: config.file, line: 1, column: 1)).error("admin bind: \(error)")
+            }
+        }
         _ = try await ProxyStateBuilder(
             echoAddress: BindAddress(host: "127.0.0.1", port: 1), selfSigned: selfSigned, counters: [:],
             environment: ProcessInfo.processInfo.environment, metrics: ProxyMetrics()

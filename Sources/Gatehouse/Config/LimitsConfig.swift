@@ -26,12 +26,24 @@ public struct LimitsConfig: Sendable, Equatable {
     public var maxConnectionsPerIP: Int? = nil
     /// Handshakes per second on the route from one client IP (429 above).
     public var handshakesPerIPPerSecond: Int? = nil
+    /// Accepted connections not yet carrying a WebSocket (TLS, request head, backend handshake; an HTTP/2
+    /// connection until its first stream is relayed), over all clients: more are closed at accept. Only in
+    /// `defaults.limits`.
+    public var maxPendingConnections: Int = 10_000
+    /// The same, from one client IP. Only in `defaults.limits`.
+    public var maxPendingConnectionsPerIP: Int = 256
+    /// HTTP/2 streams of one connection in their handshake at once (routing, policy, backend connect and
+    /// upgrade); more are refused with RST_STREAM REFUSED_STREAM. Only in `defaults.limits`.
+    public var maxHandshakesPerConnection: Int = 16
 
     /// The built-in defaults.
     public init() {}
 
     /// Keys that only make sense before a route is known.
-    static let connectionLevelKeys: Set<String> = ["max_head_bytes", "handshake_timeout"]
+    static let connectionLevelKeys: Set<String> = [
+        "max_head_bytes", "handshake_timeout", "max_pending_connections", "max_pending_connections_per_ip",
+        "max_handshakes_per_connection",
+    ]
 }
 
 extension LimitsConfig {
@@ -54,6 +66,15 @@ extension LimitsConfig {
         }
         if let value = map.optional("handshake_timeout") {
             self.handshakeTimeout = try value.duration("handshake_timeout")
+        }
+        if let value = map.optional("max_pending_connections") {
+            self.maxPendingConnections = try value.int("max_pending_connections", in: 1...10_000_000)
+        }
+        if let value = map.optional("max_pending_connections_per_ip") {
+            self.maxPendingConnectionsPerIP = try value.int("max_pending_connections_per_ip", in: 1...10_000_000)
+        }
+        if let value = map.optional("max_handshakes_per_connection") {
+            self.maxHandshakesPerConnection = try value.int("max_handshakes_per_connection", in: 1...10_000)
         }
         if let value = map.optional("max_frame_bytes") {
             self.maxFrameBytes = try value.optionalLimit { node throws(ConfigError) in

@@ -24,6 +24,8 @@ public struct ListenerTLSConfig: Sendable, Equatable {
     public var minVersion: TLSMinimumVersion
     /// ALPN protocols offered, in preference order.
     public var alpn: [String]
+    /// TLS 1.2 cipher suites offered (TLS 1.3 suites are fixed by BoringSSL).
+    public var ciphers: CipherSuites = .intermediate
 }
 
 /// A certificate chain and its private key, both PEM files (absolute paths once loaded).
@@ -94,6 +96,23 @@ extension ListenerTLSConfig {
             self.alpn = alpn
         } else {
             self.alpn = Self.defaultALPN
+        }
+        if let ciphersNode = map.optional("ciphers") {
+            guard self.minVersion == .v1_2 else {
+                throw ciphersNode.error("ciphers applies to TLS 1.2 only, and this listener accepts TLS 1.3 only (TLS 1.3 suites are fixed)")
+            }
+            // A YAML list of names, or one OpenSSL-style string of names separated by ':'.
+            let entries: [String]
+            if case .sequence = ciphersNode.node {
+                entries = try ciphersNode.strings("ciphers")
+            } else {
+                entries = [try ciphersNode.string("ciphers")]
+            }
+            do {
+                self.ciphers = try CipherSuites(parsing: entries)
+            } catch {
+                throw ciphersNode.error("ciphers: \(error.message)")
+            }
         }
         if self.certificates.isEmpty && !self.selfSigned {
             throw node.error("tls needs 'certificates' or 'self_signed: true'")

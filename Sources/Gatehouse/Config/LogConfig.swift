@@ -8,6 +8,12 @@ public struct LogConfig: Sendable, Equatable {
     public var format: LogFormat
     /// Write one access record per connection and per refused handshake.
     public var accessLog: Bool
+    /// Bytes of records held while the output (standard error) is slower than records come; beyond it records are
+    /// dropped and counted (`gatehouse_log_dropped_total`).
+    public var queueBytes: Int = LogConfig.defaultQueueBytes
+
+    /// 4 MiB.
+    public static let defaultQueueBytes = 4 << 20
 
     /// `info`, text, access log on.
     public static let standard = LogConfig(level: .info, format: .text, accessLog: true)
@@ -40,6 +46,7 @@ extension LogConfig {
             self.format = format
         }
         self.accessLog = try map.optional("access_log")?.bool("access_log") ?? true
+        self.queueBytes = try map.optional("queue_bytes")?.byteSize("queue_bytes", in: (64 << 10)...(1 << 30)) ?? Self.defaultQueueBytes
         try map.finish()
     }
 }

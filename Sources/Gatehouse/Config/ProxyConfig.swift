@@ -101,7 +101,7 @@ extension ProxyConfig {
         try Self.requireUnique(self.auth.map { ($0.name, $0.position) }, what: "auth provider")
 
         var binds: [(BindAddress, String, ConfigPosition)] = self.listeners.map { ($0.bind, "listener '\($0.name)'", $0.position) }
-        if let bind = self.admin.bind, let position = self.admin.bindPosition {
+        if let bind = self.admin.bind?.tcpAddress, let position = self.admin.bindPosition {
             binds.append((bind, "the admin listener", position))
         }
         for (index, entry) in binds.enumerated() where entry.0.port != 0 {

@@ -18,6 +18,9 @@ public struct RouteConfig: Sendable, Equatable {
     public var forwardToken: Bool
     /// Close connections when the JWT that admitted them expires.
     public var enforceExpiry: Bool
+    /// Forward client headers whose names hold `_` (`allow_underscore_headers`); by default they are dropped, as
+    /// CGI-style backends read `X_Auth_Subject` as `X-Auth-Subject`.
+    public var allowUnderscoreHeaders: Bool
     /// Where the route was declared.
     public var position: ConfigPosition
     /// Where the route's `backend` key was written (dangling names are reported there).
@@ -75,7 +78,7 @@ extension RouteConfig {
         let pathNode = try map.required("path")
         let pathText = try pathNode.string("path")
         guard let path = PathPattern(parsing: pathText) else {
-            throw pathNode.error("path must start with '/' (exact) or end with '/*' (prefix), found '\(pathText)'")
+            throw pathNode.error(PathPattern.problem(with: pathText))
         }
         self.path = path
         let backendNode = try map.required("backend")
@@ -103,6 +106,7 @@ extension RouteConfig {
         self.auth = try map.optional("auth").map { node throws(ConfigError) in try RouteAuthConfig(node: node) }
         self.forwardToken = try map.optional("forward_token")?.bool("forward_token") ?? false
         self.enforceExpiry = try map.optional("enforce_expiry")?.bool("enforce_expiry") ?? true
+        self.allowUnderscoreHeaders = try map.optional("allow_underscore_headers")?.bool("allow_underscore_headers") ?? false
         self.position = node.position
         try map.finish()
     }
@@ -138,7 +142,17 @@ extension RouteAuthConfig {
         } else {
             self.tokenSources = Self.defaultSources
         }
-        self.scopes = try map.optional("scopes")?.strings("scopes") ?? []
+        let scopesNode = map.optional("scopes")
+        self.scopes = try scopesNode?.strings("scopes") ?? []
+        // Scopes are echoed in `WWW-Authenticate` (scope="…"): only RFC 6749 scope-token characters.
+        for scope in self.scopes where !Self.isScopeToken(scope) {
+            throw (scopesNode ?? node).error("scope '\(scope)' may hold only visible characters other than '\"' and '\\' (RFC 6749)")
+        }
         try map.finish()
+    }
+
+    /// RFC 6749 §3.3: `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`.
+    static func isScopeToken(_ text: String) -> Bool {
+        !text.isEmpty && text.utf8.allSatisfy { $0 == 0x21 || (0x23...0x5B).contains($0) || (0x5D...0x7E).contains($0) }
     }
 }

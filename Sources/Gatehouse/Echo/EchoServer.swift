@@ -1,3 +1,4 @@
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -5,29 +6,44 @@ import NIOWebSocket
 
 /// The project's WebSocket echo server: the `builtin: echo` backend and the `gatehouse echo` command.
 public final class EchoServer: Sendable {
-    /// Largest frame accepted (the echo server buffers whole frames).
-    public static let defaultMaxFrameSize = 1 << 27
+    /// Largest frame accepted by default (the echo server buffers whole frames, so this bounds its memory per
+    /// connection).
+    public static let defaultMaxFrameSize = BackendConfig.defaultEchoMaxFrameBytes
 
     private let channel: Channel
+    private let maxFrameSize: NIOLockedValueBox<Int>
 
     /// The address it listens on.
     public var localAddress: SocketAddress? { self.channel.localAddress }
 
-    private init(channel: Channel) {
+    private init(channel: Channel, maxFrameSize: NIOLockedValueBox<Int>) {
         self.channel = channel
+        self.maxFrameSize = maxFrameSize
+    }
+
+    /// The frame limit for the builtin echo backends of `config`: the largest `max_frame_bytes` among them (one
+    /// echo server serves them all), or the default.
+    public static func maxFrameSize(for config: ProxyConfig) -> Int {
+        config.backends.filter { $0.kind == .builtinEcho }.map(\.echoMaxFrameBytes).max() ?? Self.defaultMaxFrameSize
+    }
+
+    /// Takes `config`'s frame limit (``maxFrameSize(for:)``) for connections accepted from now on.
+    public func apply(_ config: ProxyConfig) {
+        self.maxFrameSize.withLockedValue { $0 = Self.maxFrameSize(for: config) }
     }
 
     /// Starts listening on `host:port` (port 0 picks an ephemeral one).
     public static func start(
         host: String, port: Int, group: EventLoopGroup, maxFrameSize: Int = defaultMaxFrameSize
     ) async throws -> EchoServer {
+        let limit = NIOLockedValueBox(maxFrameSize)
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.maxMessagesPerRead, value: 1)
             .childChannelInitializer { channel in
                 let upgrader = NIOWebSocketServerUpgrader(
-                    maxFrameSize: maxFrameSize,
+                    maxFrameSize: limit.withLockedValue { $0 },
                     automaticErrorHandling: true,
                     shouldUpgrade: { channel, _ in channel.eventLoop.makeSucceededFuture(HTTPHeaders()) },
                     upgradePipelineHandler: { channel, _ in
@@ -50,7 +66,7 @@ public final class EchoServer: Sendable {
                 }
             }
             .bind(host: host, port: port).get()
-        return EchoServer(channel: channel)
+        return EchoServer(channel: channel, maxFrameSize: limit)
     }
 
     /// Stops accepting; open echo connections finish on their own.

@@ -24,17 +24,24 @@ final class HTTP1HandshakeHandler: ChannelDuplexHandler, RemovableChannelHandler
     private let headGuard: HeadSizeGuard
     private let maxHeadBytes: Int
     private let handshakeTimeout: TimeAmount
+    /// This connection's place among the not-yet-upgraded ones, given back once it is relayed.
+    private let pending: PendingTicket?
+    /// Calls off the backend attempt when the client leaves while admitting.
+    private var cancellation: HandshakeCancellation?
     private var state = State.awaitingHead
     private var readParked = false
-    private var readRequestedWhileParked = false
     private var timer: Scheduled<Void>?
     /// When the connection was accepted: the handshake deadline counts from here, TLS included.
     private let accepted: NIODeadline
     /// When the request head arrived: handshake latency counts from here.
     private var started = NIODeadline.now()
 
-    init(engine: ProxyEngine, listener: ListenerInfo, headGuard: HeadSizeGuard, limits: LimitsConfig, accepted: NIODeadline) {
+    init(
+        engine: ProxyEngine, listener: ListenerInfo, headGuard: HeadSizeGuard, limits: LimitsConfig, accepted: NIODeadline,
+        pending: PendingTicket? = nil
+    ) {
         self.engine = engine
+        self.pending = pending
         self.listener = listener
         self.headGuard = headGuard
         self.maxHeadBytes = limits.maxHeadBytes
@@ -66,22 +73,22 @@ final class HTTP1HandshakeHandler: ChannelDuplexHandler, RemovableChannelHandler
         self.headGuard.markHeadComplete()
         self.started = .now()
         self.timer?.cancel()
+        // Reading goes on while admitting, so a client that closes or resets is noticed (TLS close_notify
+        // included) and its backend attempt cancelled; what it sends meanwhile waits in the decoder (bounded by
+        // HeadSizeGuard) and is handed to the relay with the decoder's removal.
         self.state = .admitting
-        self.readParked = true
         self.handle(head, context: context)
     }
 
     func read(context: ChannelHandlerContext) {
-        if self.readParked {
-            self.readRequestedWhileParked = true
-        } else {
-            context.read()
-        }
+        if !self.readParked { context.read() }
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is HeadSizeGuard.Overflow, case .awaitingHead = self.state {
             self.refuse(.headTooLarge(limit: self.maxHeadBytes), request: nil, route: nil, context: context)
+        } else if event is HeadSizeGuard.EarlyInputLimit, case .admitting = self.state {
+            self.readParked = true  // enough early input: the rest waits in the socket
         } else if case ChannelEvent.inputClosed = event {
             if case .refusing = self.state { context.close(promise: nil) } else { self.clientGone(context: context) }
         } else {
@@ -113,6 +120,7 @@ final class HTTP1HandshakeHandler: ChannelDuplexHandler, RemovableChannelHandler
     func channelInactive(context: ChannelHandlerContext) {
         self.timer?.cancel()
         self.state = .closed
+        self.cancellation?.cancel()
         context.fireChannelInactive()
     }
 
@@ -125,7 +133,7 @@ final class HTTP1HandshakeHandler: ChannelDuplexHandler, RemovableChannelHandler
     // MARK: Admission
 
     private func handle(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
-        let request = UpgradeRequest(
+        var request = UpgradeRequest(
             target: head.uri,
             authority: head.headers.first(name: "host"),
             headers: head.headers,
@@ -142,29 +150,46 @@ final class HTTP1HandshakeHandler: ChannelDuplexHandler, RemovableChannelHandler
             self.refuse(refusal, request: request, route: nil, context: context)
             return
         }
+        switch RequestTarget.normalize(head.uri) {
+        case .failure(let refusal):
+            self.refuse(refusal, request: request, route: nil, context: context)
+            return
+        case .success(let target):
+            request.target = target
+        }
         let loop = self.engine.loop(context.eventLoop)
-        HandshakeFlow.run(request, engine: self.engine, loop: loop) { _ in HTTP1UpgradeValidator.validateUpgrade(head) }
-            .assumeIsolated().whenSuccess { outcome in
-                switch outcome {
-                case .upgraded(let admission, let upgrade):
-                    guard case .admitting = self.state else {
-                        admission.ticket.release()
-                        upgrade.channel.close(promise: nil)
-                        return
-                    }
-                    self.splice(upgrade, admission: admission, request: request, loop: loop, context: context)
-                case .backendRefused(let admission, let server, let head, let body):
-                    self.relayRefusal(head: head, body: body, server: server, request: request, admission: admission, context: context)
-                case .refused(let refusal, let route, let backend):
-                    self.refuse(refusal, request: request, route: route, backend: backend, context: context)
+        let cancellation = HandshakeCancellation(eventLoop: context.eventLoop)
+        self.cancellation = cancellation
+        let flow = HandshakeFlow.run(request, engine: self.engine, loop: loop, cancellation: cancellation) { _ in
+            HTTP1UpgradeValidator.validateUpgrade(head)
+        }
+        flow.assumeIsolated().whenSuccess { outcome in
+            cancellation.finish()
+            switch outcome {
+            case .upgraded(let admission, let upgrade):
+                guard case .admitting = self.state else {
+                    admission.ticket.release()
+                    upgrade.channel.close(promise: nil)
+                    return
                 }
+                self.splice(upgrade, admission: admission, request: request, loop: loop, context: context)
+            case .backendRefused(let admission, let server, let head, let body):
+                self.relayRefusal(head: head, body: body, server: server, request: request, admission: admission, context: context)
+            case .refused(let refusal, let route, let backend):
+                self.refuse(refusal, request: request, route: route, backend: backend, context: context)
+            case .cancelled:
+                break  // the client is gone and its connection closed
             }
+        }
     }
 
     // MARK: Splice
 
     private func splice(_ upgrade: BackendUpgrade, admission: Admission, request: UpgradeRequest, loop: LoopContext, context: ChannelHandlerContext) {
         self.state = .spliced
+        self.pending?.release()
+        // The relay issues the next read once it has started.
+        self.readParked = true
         let bufferBytes = admission.route.config.limits.bufferBytes
         let session = Splice.makeSession(
             engine: self.engine, admission: admission, request: request, upgrade: upgrade, listener: self.listener.name,
@@ -178,6 +203,7 @@ final class HTTP1HandshakeHandler: ChannelDuplexHandler, RemovableChannelHandler
             try client.addHandler(RelayHandler(session: session, side: .client))
             let backendDecoder = try Splice.attachBackend(upgrade, to: session)
             _ = client.removeHandler(context: context)
+            _ = client.removeHandler(try client.handler(type: NIOHTTPResponseHeadersValidator.self))
             _ = client.removeHandler(try client.handler(type: HTTPResponseEncoder.self))
             _ = client.removeHandler(try client.handler(type: HeadSizeGuard.self))
             // Removing the decoders hands on the bytes they hold past the heads: frames the backend sent right

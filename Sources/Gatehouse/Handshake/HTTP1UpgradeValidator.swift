@@ -4,7 +4,8 @@ import NIOHTTP1
 /// The checks RFC 6455 §4.2.1 and RFC 9112 impose on an HTTP/1.1 upgrade request, split in two so the route
 /// lookup (404) sits between framing errors and upgrade errors.
 enum HTTP1UpgradeValidator {
-    /// Framing checks that do not depend on the route: version, body, Host, target form.
+    /// Framing checks that do not depend on the route: version, body, Host. The target is normalised apart
+    /// (``RequestTarget``).
     static func validateFraming(_ head: HTTPRequestHead) -> HandshakeRefusal? {
         guard head.version == .http1_1 else {
             return .badRequest("HTTP/1.1 is required for a WebSocket upgrade")
@@ -20,7 +21,7 @@ enum HTTP1UpgradeValidator {
         guard hosts.count == 1, HostPattern.normalizedHost(fromAuthority: hosts[0]) != nil else {
             return .badRequest(hosts.isEmpty ? "missing Host header" : "exactly one valid Host header is required")
         }
-        return TargetValidator.validate(head.uri)
+        return nil
     }
 
     /// Upgrade checks, after a route matched.
@@ -52,66 +53,5 @@ enum HTTP1UpgradeValidator {
         let trimmed = key.trimmingSpaces()
         guard trimmed.utf8.count == 24, let data = Data(base64Encoded: String(trimmed)) else { return false }
         return data.count == 16
-    }
-}
-
-/// Checks on the request target shared by both HTTP versions.
-enum TargetValidator {
-    /// Refuses targets that are not origin-form or that hold dot segments or encoded slashes, which a backend could
-    /// resolve to a path the route did not allow. One pass over the bytes.
-    static func validate(_ target: String) -> HandshakeRefusal? {
-        let bytes = target.utf8
-        guard bytes.first == UInt8(ascii: "/"), bytes.count <= 8192 else {
-            return .badRequest("the request target must be a path starting with '/'")
-        }
-        var inPath = true
-        var segmentDots = 0  // dots in the current segment so far (literal or %2e)
-        var segmentOther = false  // the segment holds something else than dots
-        var index = bytes.startIndex
-        while index != bytes.endIndex {
-            let byte = bytes[index]
-            guard byte > 0x20 && byte < 0x7F else {
-                return .badRequest("the request target has characters that must be percent-encoded")
-            }
-            if inPath {
-                switch byte {
-                case UInt8(ascii: "/"), UInt8(ascii: "?"):
-                    if !segmentOther && (segmentDots == 1 || segmentDots == 2) {
-                        return .badRequest("the request path must not contain '.' or '..' segments")
-                    }
-                    segmentDots = 0
-                    segmentOther = false
-                    if byte == UInt8(ascii: "?") { inPath = false }
-                case UInt8(ascii: "."):
-                    segmentDots += 1
-                case UInt8(ascii: "\\"):
-                    return .badRequest("the request path must not contain encoded slashes or backslashes")
-                case UInt8(ascii: "%"):
-                    let first = bytes.index(after: index)
-                    let second = first == bytes.endIndex ? first : bytes.index(after: first)
-                    if first != bytes.endIndex, second != bytes.endIndex {
-                        let high = bytes[first] | 0x20  // lowercase hex letters
-                        let low = bytes[second] | 0x20
-                        if high == UInt8(ascii: "2") && low == UInt8(ascii: "e") {
-                            segmentDots += 1
-                            index = second
-                        } else if (high == UInt8(ascii: "2") && low == UInt8(ascii: "f")) || (high == UInt8(ascii: "5") && low == UInt8(ascii: "c")) {
-                            return .badRequest("the request path must not contain encoded slashes or backslashes")
-                        } else {
-                            segmentOther = true
-                        }
-                    } else {
-                        segmentOther = true
-                    }
-                default:
-                    segmentOther = true
-                }
-            }
-            index = bytes.index(after: index)
-        }
-        if inPath && !segmentOther && (segmentDots == 1 || segmentDots == 2) {
-            return .badRequest("the request path must not contain '.' or '..' segments")
-        }
-        return nil
     }
 }

@@ -27,7 +27,8 @@ enum HTTP2ResponseBuilder {
         var headers = HPACKHeaders([(":status", String(refusal.status.code))])
         headers.add(name: "content-type", value: "text/plain; charset=utf-8")
         headers.add(name: "content-length", value: String(body.utf8.count))
-        for (name, value) in refusal.headers where !Self.forbidden.contains(name.lowercased()) {
+        // A value with CR, LF or another control is never sent (defence in depth: refusal texts are fixed).
+        for (name, value) in refusal.headers where !Self.forbidden.contains(name.lowercased()) && HTTPToken.isFieldValue(value) {
             headers.add(name: name.lowercased(), value: value)
         }
         return (headers, body)

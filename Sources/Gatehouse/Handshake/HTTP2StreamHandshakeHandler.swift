@@ -21,6 +21,13 @@ final class HTTP2StreamHandshakeHandler: ChannelDuplexHandler, RemovableChannelH
 
     private let engine: ProxyEngine
     private let listener: ListenerInfo
+    private let watcher: HTTP2ConnectionWatcher?
+    /// False when the stream came in over the advertised `max_concurrent_streams`: it is refused.
+    private let withinStreamLimit: Bool
+    /// Whether this stream holds one of the connection's handshake slots.
+    private var holdsHandshakeSlot = false
+    /// Calls off the backend attempt when the stream or its connection goes away while admitting.
+    private var cancellation: HandshakeCancellation?
     private var state = State.awaitingHeaders
     private var readParked = false
     /// DATA that arrived before the backend answered (bounded by the stream's flow-control window).
@@ -28,14 +35,23 @@ final class HTTP2StreamHandshakeHandler: ChannelDuplexHandler, RemovableChannelH
     private var earlyEnd = false
     private let started = NIODeadline.now()
 
-    init(engine: ProxyEngine, listener: ListenerInfo) {
+    init(engine: ProxyEngine, listener: ListenerInfo, watcher: HTTP2ConnectionWatcher? = nil, withinStreamLimit: Bool = true) {
         self.engine = engine
         self.listener = listener
+        self.watcher = watcher
+        self.withinStreamLimit = withinStreamLimit
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch (self.state, self.unwrapInboundIn(data)) {
         case (.awaitingHeaders, .headers(let headers)):
+            // RFC 9113 §5.1.2: a stream over the advertised limit is a stream error, never the connection's end.
+            // Handshakes in flight are capped per connection too: each may hold a backend connection.
+            guard self.withinStreamLimit, self.watcher?.beginHandshake() ?? true else {
+                self.refuseStream(context: context)
+                return
+            }
+            self.holdsHandshakeSlot = self.watcher != nil
             self.state = .admitting
             self.readParked = true
             self.handle(headers.headers, endStream: headers.endStream, context: context)
@@ -53,7 +69,25 @@ final class HTTP2StreamHandshakeHandler: ChannelDuplexHandler, RemovableChannelH
 
     func channelInactive(context: ChannelHandlerContext) {
         self.state = .closed
+        self.cancellation?.cancel()
+        self.releaseHandshakeSlot()
         context.fireChannelInactive()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.releaseHandshakeSlot()
+    }
+
+    private func releaseHandshakeSlot() {
+        guard self.holdsHandshakeSlot else { return }
+        self.holdsHandshakeSlot = false
+        self.watcher?.endHandshake()
+    }
+
+    /// RST_STREAM REFUSED_STREAM: the client may retry the request, on this connection or another.
+    private func refuseStream(context: ChannelHandlerContext) {
+        self.state = .answered
+        context.writeAndFlush(self.wrapOutboundOut(.rstStream(.refusedStream)), promise: nil)
     }
 
     private func handle(_ headers: HPACKHeaders, endStream: Bool, context: ChannelHandlerContext) {
@@ -67,19 +101,33 @@ final class HTTP2StreamHandshakeHandler: ChannelDuplexHandler, RemovableChannelH
         }
         // HTTP/2 may split cookies over several fields; HTTP/1.1 wants one (RFC 9113 §8.2.3).
         if !cookies.isEmpty { regular.add(name: "cookie", value: cookies.joined(separator: "; ")) }
-        let request = UpgradeRequest(
-            target: path, authority: headers.first(name: ":authority"), headers: regular,
-            scheme: headers.first(name: ":scheme") ?? "https", clientAddress: context.channel.parent?.remoteAddress,
+        let authorities = headers[":authority"]
+        // X-Forwarded-Proto says how the client reached the proxy: the listener knows, the client's :scheme does not.
+        var request = UpgradeRequest(
+            target: path, authority: authorities.first, headers: regular,
+            scheme: self.listener.isTLS ? "https" : "http", clientAddress: context.channel.parent?.remoteAddress,
             listener: self.listener.name, transport: .http2
         )
-        if let refusal = TargetValidator.validate(path) {
-            self.refuse(refusal, request: request, route: nil, context: context)
+        // The same rule as HTTP/1.1's Host: an :authority that does not parse is refused, never read as "no host".
+        if authorities.count > 1 || authorities.first.map({ HostPattern.normalizedHost(fromAuthority: $0) == nil }) == true {
+            self.refuse(.badRequest("exactly one valid :authority is required"), request: request, route: nil, context: context)
             return
         }
+        switch RequestTarget.normalize(path) {
+        case .failure(let refusal):
+            self.refuse(refusal, request: request, route: nil, context: context)
+            return
+        case .success(let target):
+            request.target = target
+        }
         let loop = self.engine.loop(context.eventLoop)
-        HandshakeFlow.run(request, engine: self.engine, loop: loop) { _ in
+        let cancellation = HandshakeCancellation(eventLoop: context.eventLoop)
+        self.cancellation = cancellation
+        HandshakeFlow.run(request, engine: self.engine, loop: loop, cancellation: cancellation) { _ in
             Self.validateExtendedConnect(method: method, protocolName: protocolName, request: request, endStream: endStream)
         }.assumeIsolated().whenSuccess { outcome in
+            cancellation.finish()
+            self.releaseHandshakeSlot()
             switch outcome {
             case .upgraded(let admission, let upgrade):
                 guard case .admitting = self.state else {
@@ -97,6 +145,8 @@ final class HTTP2StreamHandshakeHandler: ChannelDuplexHandler, RemovableChannelH
                 self.answer(HTTP2ResponseBuilder.relayed(head, bodyLength: body.readableBytes), body: body, context: context)
             case .refused(let refusal, let route, let backend):
                 self.refuse(refusal, request: request, route: route, backend: backend, context: context)
+            case .cancelled:
+                break  // the stream is gone
             }
         }
     }
@@ -118,6 +168,7 @@ final class HTTP2StreamHandshakeHandler: ChannelDuplexHandler, RemovableChannelH
 
     private func splice(_ upgrade: BackendUpgrade, admission: Admission, request: UpgradeRequest, loop: LoopContext, context: ChannelHandlerContext) {
         self.state = .spliced
+        self.watcher?.streamRelayed()
         let session = Splice.makeSession(
             engine: self.engine, admission: admission, request: request, upgrade: upgrade, listener: self.listener.name,
             started: self.started, loop: loop
@@ -159,6 +210,7 @@ final class HTTP2StreamHandshakeHandler: ChannelDuplexHandler, RemovableChannelH
 
     private func answer(_ headers: HPACKHeaders, body: ByteBuffer, context: ChannelHandlerContext) {
         self.state = .answered
+        self.releaseHandshakeSlot()
         let written = context.eventLoop.makePromise(of: Void.self)
         if body.readableBytes > 0 {
             context.write(self.wrapOutboundOut(.headers(.init(headers: headers))), promise: nil)

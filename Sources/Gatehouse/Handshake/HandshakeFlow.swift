@@ -13,12 +13,15 @@ enum HandshakeFlow {
         case backendRefused(Admission, server: BindAddress, head: HTTPResponseHead, body: ByteBuffer)
         /// The proxy refuses.
         case refused(HandshakeRefusal, route: String?, backend: String?)
+        /// The client left before the outcome: nothing to answer, the backend attempt is closed.
+        case cancelled
     }
 
     /// Runs the flow on `eventLoop`. `validate` holds the transport's checks once the route is known (a nil
     /// result lets the request through). The route's connection slot is released on every outcome but `upgraded`.
+    /// `cancellation` is the client side's way to call the backend attempt off.
     static func run(
-        _ request: UpgradeRequest, engine: ProxyEngine, loop: LoopContext,
+        _ request: UpgradeRequest, engine: ProxyEngine, loop: LoopContext, cancellation: HandshakeCancellation,
         validate: (ActiveRoute) -> HandshakeRefusal?
     ) -> EventLoopFuture<Outcome> {
         let eventLoop = loop.eventLoop
@@ -31,7 +34,12 @@ enum HandshakeFlow {
             return eventLoop.makeSucceededFuture(.refused(refusal, route: route.name, backend: nil))
         }
         return HandshakePolicy.authorize(request, route: route, on: eventLoop).flatMap { admission in
-            engine.openBackend(admission, on: eventLoop).map { answer -> Outcome in
+            // The policy check may have waited (token verification): the client may be gone already.
+            guard !cancellation.isCancelled else {
+                admission.ticket.release()
+                return eventLoop.makeSucceededFuture(Outcome.cancelled)
+            }
+            return engine.openBackend(admission, on: eventLoop, cancellation: cancellation).map { answer -> Outcome in
                 switch answer {
                 case .upgraded(let upgrade):
                     return .upgraded(admission, upgrade)
@@ -44,6 +52,7 @@ enum HandshakeFlow {
                 throw error
             }
         }.flatMapErrorThrowing { error -> Outcome in
+            if error is HandshakeCancellation.Cancelled { return .cancelled }
             if let failure = error as? BackendFailure {
                 return .refused(failure.refusal, route: route.name, backend: failure.server)
             }

@@ -28,7 +28,8 @@ public struct HandshakeRefusal: Error, Sendable, Equatable {
         headers.add(name: "Content-Type", value: "text/plain; charset=utf-8")
         headers.add(name: "Content-Length", value: String(body.utf8.count))
         headers.add(name: "Cache-Control", value: "no-store")
-        for (name, value) in self.headers { headers.add(name: name, value: value) }
+        // Defence in depth: a value with CR, LF or another control would split the head.
+        for (name, value) in self.headers where HTTPToken.isFieldValue(value) { headers.add(name: name, value: value) }
         if closing { headers.add(name: "Connection", value: "close") }
         return (HTTPResponseHead(version: .http1_1, status: self.status, headers: headers), body)
     }

@@ -61,18 +61,34 @@ extension HostPattern {
         if text.hasPrefix("[") {
             guard let close = text.firstIndex(of: "]") else { return nil }
             let rest = text[text.index(after: close)...]
-            guard rest.isEmpty || (rest.hasPrefix(":") && rest.dropFirst().allSatisfy(\.isNumber)) else { return nil }
+            guard rest.isEmpty || (rest.hasPrefix(":") && Self.isPort(rest.dropFirst())) else { return nil }
             return String(text[...close]).lowercased()
         }
         if let colon = text.lastIndex(of: ":") {
             let port = text[text.index(after: colon)...]
-            guard port.allSatisfy(\.isNumber) else { return nil }
+            guard Self.isPort(port) else { return nil }
             text = text[..<colon]
         }
         if text.hasSuffix(".") { text = text.dropLast() }  // "example.com." names the same host
-        guard !text.isEmpty,
-            text.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F && $0 != UInt8(ascii: "/") && $0 != UInt8(ascii: "@") })
-        else { return nil }
+        guard !text.isEmpty, text.utf8.allSatisfy(Self.isAuthorityByte) else { return nil }
         return text.lowercased()
+    }
+
+    /// Visible ASCII without what has no place in an authority a route matches: userinfo (`@`), path, query and
+    /// fragment delimiters, escapes, backslashes and brackets.
+    private static func isAuthorityByte(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "/"), UInt8(ascii: "@"), UInt8(ascii: "\\"), UInt8(ascii: "?"), UInt8(ascii: "#"),
+            UInt8(ascii: "%"), UInt8(ascii: "["), UInt8(ascii: "]"):
+            return false
+        default:
+            return byte > 0x20 && byte < 0x7F
+        }
+    }
+
+    /// An optional port: at most five ASCII digits (Unicode digits such as "٨٠" are not a port), at most 65535.
+    private static func isPort(_ text: Substring) -> Bool {
+        guard text.utf8.count <= 5, text.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }) else { return false }
+        return text.isEmpty || (Int(text) ?? .max) <= 65535
     }
 }

@@ -15,9 +15,19 @@ enum ConnectionPipeline {
         }
         let info = ListenerInfo(name: listener.name, isTLS: listener.tls != nil)
         let limits = state.config.defaultLimits
+        // Refused before any TLS or HTTP work: the cheapest answer to a flood of idle connections.
+        guard
+            let pending = engine.pending.admit(
+                ip: channel.remoteAddress?.ipAddress, maxTotal: limits.maxPendingConnections,
+                maxPerIP: limits.maxPendingConnectionsPerIP
+            )
+        else {
+            throw PendingConnectionCounter.Exceeded()
+        }
+        channel.closeFuture.whenComplete { _ in pending.release() }
         let sync = channel.pipeline.syncOperations
         guard info.isTLS else {
-            try Self.addHTTP1(sync, engine: engine, info: info, limits: limits, accepted: accepted)
+            try Self.addHTTP1(sync, engine: engine, info: info, limits: limits, accepted: accepted, pending: pending)
             return
         }
         guard let tls = state.listenerTLS[info.name] else { throw ChannelError.inappropriateOperationForState }
@@ -34,9 +44,9 @@ enum ConnectionPipeline {
                     let sync = channel.pipeline.syncOperations
                     _ = sync.removeHandler(deadline)
                     if case .negotiated("h2") = result {
-                        try Self.addHTTP2(channel, engine: engine, info: info, limits: limits, maxStreams: maxStreams)
+                        try Self.addHTTP2(channel, engine: engine, info: info, limits: limits, maxStreams: maxStreams, pending: pending)
                     } else {
-                        try Self.addHTTP1(sync, engine: engine, info: info, limits: limits, accepted: accepted)
+                        try Self.addHTTP1(sync, engine: engine, info: info, limits: limits, accepted: accepted, pending: pending)
                     }
                 }
             }
@@ -45,19 +55,27 @@ enum ConnectionPipeline {
 
     private static func addHTTP1(
         _ sync: ChannelPipeline.SynchronousOperations, engine: ProxyEngine, info: ListenerInfo, limits: LimitsConfig,
-        accepted: NIODeadline
+        accepted: NIODeadline, pending: PendingTicket
     ) throws {
         let headGuard = HeadSizeGuard(limit: limits.maxHeadBytes)
         try sync.addHandler(headGuard)
         try sync.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)))
         try sync.addHandler(HTTPResponseEncoder())
-        try sync.addHandler(HTTP1HandshakeHandler(engine: engine, listener: info, headGuard: headGuard, limits: limits, accepted: accepted))
+        // Nothing the proxy answers may carry CR, LF or NUL in a header, whatever reached it.
+        try sync.addHandler(NIOHTTPResponseHeadersValidator())
+        try sync.addHandler(
+            HTTP1HandshakeHandler(engine: engine, listener: info, headGuard: headGuard, limits: limits, accepted: accepted, pending: pending)
+        )
     }
 
-    private static func addHTTP2(_ channel: Channel, engine: ProxyEngine, info: ListenerInfo, limits: LimitsConfig, maxStreams: Int) throws {
+    private static func addHTTP2(
+        _ channel: Channel, engine: ProxyEngine, info: ListenerInfo, limits: LimitsConfig, maxStreams: Int, pending: PendingTicket
+    ) throws {
         var connection = NIOHTTP2Handler.ConnectionConfiguration()
+        // NIOHTTP2 enforces the limit it announces as a connection error; it is given room above the listener's
+        // limit, which HTTP2OutboundFrameEditor announces and the watcher enforces stream by stream.
         connection.initialSettings = [
-            HTTP2Setting(parameter: .maxConcurrentStreams, value: maxStreams),
+            HTTP2Setting(parameter: .maxConcurrentStreams, value: Self.libraryStreamLimit(advertised: maxStreams)),
             HTTP2Setting(parameter: .maxHeaderListSize, value: limits.maxHeadBytes),
             HTTP2Setting(parameter: .enableConnectProtocol, value: 1),
         ]
@@ -66,16 +84,23 @@ enum ConnectionPipeline {
         // reading the backend while a stream cannot take more.
         stream.outboundBufferSizeHighWatermark = limits.bufferBytes
         stream.outboundBufferSizeLowWatermark = limits.bufferBytes / 2
-        let watcher = HTTP2ConnectionWatcher(connection: channel, timeout: TimeAmount(limits.handshakeTimeout))
+        let watcher = HTTP2ConnectionWatcher(
+            connection: channel, timeout: TimeAmount(limits.handshakeTimeout), maxStreams: maxStreams,
+            maxHandshakes: limits.maxHandshakesPerConnection, pending: pending
+        )
         // HTTP/2 has no half-closed connections: a client's FIN ends them.
         try channel.pipeline.syncOperations.addHandler(CloseOnInputClosedHandler())
         // Many streams flush in one event-loop tick; one TLS record and one write for all of them.
         try channel.pipeline.syncOperations.addHandler(FlushCoalescingHandler())
+        try channel.pipeline.syncOperations.addHandler(HTTP2OutboundFrameEditor(advertisedMaxStreams: maxStreams, watcher: watcher))
         _ = try channel.pipeline.syncOperations.configureHTTP2Pipeline(
             mode: .server, connectionConfiguration: connection, streamConfiguration: stream, streamDelegate: watcher
         ) { stream in
             stream.eventLoop.makeCompletedFuture {
-                try stream.pipeline.syncOperations.addHandler(HTTP2StreamHandshakeHandler(engine: engine, listener: info))
+                let withinLimit = watcher.streamInitialized(stream)
+                try stream.pipeline.syncOperations.addHandler(
+                    HTTP2StreamHandshakeHandler(engine: engine, listener: info, watcher: watcher, withinStreamLimit: withinLimit)
+                )
             }
         }
         watcher.start()
@@ -86,6 +111,14 @@ enum ConnectionPipeline {
         loop.http2Connections[key] = watcher
         channel.closeFuture.whenComplete { _ in loop.http2Connections[key] = nil }
         if engine.isDraining { watcher.drain() }
+    }
+}
+
+extension ConnectionPipeline {
+    /// The concurrency NIOHTTP2 itself enforces: enough above the advertised limit that a client briefly over it
+    /// (its refused streams not yet closed) gets REFUSED_STREAM rather than a connection error.
+    static func libraryStreamLimit(advertised: Int) -> Int {
+        min(advertised * 2 + 100, Int(Int32.max))
     }
 }
 

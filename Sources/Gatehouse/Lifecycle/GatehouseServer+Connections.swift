@@ -47,17 +47,27 @@ extension GatehouseServer {
         return count
     }
 
-    /// Starts (or restarts on another address) the admin endpoint.
-    func startAdmin(_ config: AdminConfig, tokenDigest: [UInt8]?) async throws {
-        let current = self.core.withLock { $0.admin }
-        if let current, current.bind == config.bind, current.tokenDigest == tokenDigest { return }
-        await current?.stop()
-        self.core.withLock { $0.admin = nil }
-        guard let bind = config.bind else { return }
-        let admin = try await AdminServer.start(
-            bind: bind, api: AdminAPI(server: self, tokenDigest: tokenDigest), tokenDigest: tokenDigest, group: self.group
-        )
-        self.core.withLock { $0.admin = admin }
-        self.logger.info("admin listening", metadata: ["address": "\(admin.channel.localAddress.map(ConnectionRecord.describe) ?? "?")"])
+    /// Binds the admin endpoint `config` asks for, unless the current one already listens there (it is then kept,
+    /// so an unchanged address is never rebound). Changes nothing live: the caller swaps the result in.
+    /// - Returns: the newly bound endpoint, or nil when the current one is kept or none is wanted.
+    func bindAdmin(_ config: AdminConfig, file: String) async throws(ConfigError) -> AdminServer? {
+        guard let bind = config.bind else { return nil }
+        let position = config.bindPosition ?? ConfigPosition(file: file, line: 1, column: 1)
+        if let current = self.core.withLock({ $0.admin }), current.bind == bind {
+            if case .unix(let path) = bind {
+                do {
+                    try AdminServer.setMode(config.socketMode, of: path)
+                } catch {
+                    throw position.error("admin bind \(bind): \(error)")
+                }
+            }
+            return nil
+        }
+        do {
+            let api = AdminAPI(server: self, requestGuard: AdminRequestGuard(bind: bind))
+            return try await AdminServer.start(bind: bind, socketMode: config.socketMode, api: api, group: self.group)
+        } catch {
+            throw position.error("the admin endpoint cannot bind \(bind): \(error)")
+        }
     }
 }

@@ -29,6 +29,9 @@ extension GatehouseServer {
         }
     }
 
+    /// Everything that can fail is acquired first (configuration, files, environment, TLS contexts, new listener
+    /// sockets, a moved admin endpoint); only then is anything swapped, so a failure leaves the running
+    /// configuration, its listeners and its admin endpoint exactly as they were.
     private func reloadOnce() async throws -> Int {
         let (path, generation, echo, selfSigned, running) = self.core.withLock { core in
             (core.config.file, core.generation + 1, core.echo, core.selfSigned, core.listeners)
@@ -41,37 +44,62 @@ extension GatehouseServer {
             }.get()
         }
         var preparation = StatePreparation(echo: echo, selfSigned: selfSigned, counters: counters, metrics: self.engine.metrics, logger: self.logger)
-        let state = try await preparation.prepare(config, generation: generation, group: self.group)
-
-        // New sockets first: if one cannot be bound, nothing has changed yet.
-        var opened: [String: RunningListener] = [:]
-        for (key, listener) in state.listeners where running[key] == nil {
-            do {
-                opened[key] = try await RunningListener.bind(key: key, address: listener.bind, engine: self.engine, group: self.group)
-            } catch {
-                for socket in opened.values { try? await socket.channel.close() }
-                throw listener.position.error("listener '\(listener.name)' cannot bind \(listener.bind): \(error)")
-            }
+        let startedEcho: EchoServer?
+        let state: ProxyState
+        do {
+            state = try await preparation.prepare(config, generation: generation, group: self.group)
+            startedEcho = preparation.echo === echo ? nil : preparation.echo
+        } catch {
+            if let started = preparation.echo, started !== echo { await started.stop() }
+            throw error
         }
+
+        var opened: [String: RunningListener] = [:]
+        let admin: AdminServer?
+        do {
+            for (key, listener) in state.listeners where running[key] == nil {
+                do {
+                    opened[key] = try await RunningListener.bind(key: key, address: listener.bind, engine: self.engine, group: self.group)
+                } catch {
+                    throw listener.position.error("listener '\(listener.name)' cannot bind \(listener.bind): \(error)")
+                }
+            }
+            admin = try await self.bindAdmin(config.admin, file: config.file)
+        } catch {
+            for socket in opened.values { try? await socket.channel.close() }
+            await startedEcho?.stop()
+            throw error
+        }
+
+        // Nothing below can fail for a reason of the new configuration: swap.
         for loop in self.engine.allLoops {
             try await loop.eventLoop.submit { loop.state = state }.get()
         }
-        let removed = self.core.withLock { core -> [RunningListener] in
+        let (removed, retiredAdmin) = self.core.withLock { core -> ([RunningListener], AdminServer?) in
             core.config = config
             core.generation = generation
             core.echo = preparation.echo
             core.selfSigned = preparation.selfSigned
+            core.adminTokenDigest = state.adminTokenDigest
             core.listeners.merge(opened) { $1 }
             let gone = core.listeners.filter { state.listeners[$0.key] == nil }
             for key in gone.keys { core.listeners.removeValue(forKey: key) }
-            return Array(gone.values)
+            // A new endpoint replaces the old one; none configured retires it; otherwise the old one stays.
+            var retired: AdminServer?
+            if admin != nil || config.admin.bind == nil {
+                retired = core.admin
+                core.admin = admin
+            }
+            return (Array(gone.values), retired)
         }
+        preparation.echo?.apply(config)
         for socket in removed { try? await socket.channel.close() }
+        await retiredAdmin?.stop()
         for (key, socket) in opened {
             self.logger.info("listening", metadata: ["listener": "\(state.listeners[key]?.name ?? key)", "address": "\(socket.address)"])
         }
+        if let admin { self.logger.info("admin listening", metadata: ["address": "\(admin.address)"]) }
         self.logControl.apply(config.log)
-        try await self.startAdmin(config.admin, tokenDigest: state.adminTokenDigest)
         return generation
     }
 }

@@ -24,6 +24,8 @@ public final class GatehouseServer: Sendable {
         /// Self-signed certificates by listener name, kept across reloads.
         var selfSigned: [String: SelfSignedCertificate]
         var admin: AdminServer?
+        /// SHA-256 of the admin token the current configuration requires, if any.
+        var adminTokenDigest: [UInt8]?
         var reloading = false
         /// Per-loop tasks publishing traffic to the metrics.
         var publishers: [RepeatedTask] = []
@@ -49,13 +51,13 @@ public final class GatehouseServer: Sendable {
         let group = group ?? MultiThreadedEventLoopGroup(numberOfThreads: config.threads ?? System.coreCount)
         var echo: EchoServer?
         var listeners: [String: RunningListener] = [:]
+        var publishers: [RepeatedTask] = []
         do {
             let metrics = ProxyMetrics()
             var preparation = StatePreparation(echo: nil, selfSigned: [:], counters: [:], metrics: metrics, logger: logger)
             let state = try await preparation.prepare(config, generation: 1, group: group)
             echo = preparation.echo
             var loops: [LoopContext] = []
-            var publishers: [RepeatedTask] = []
             for loop in group.makeIterator() {
                 let context = LoopContext(eventLoop: loop, state: state)
                 // Traffic reaches the metrics at least this often even when nobody scrapes them, which also
@@ -76,13 +78,17 @@ public final class GatehouseServer: Sendable {
                 group: group, ownsGroup: ownsGroup, engine: engine, logger: logger, logControl: logControl,
                 core: Core(
                     config: config, generation: 1, listeners: listeners, echo: echo, selfSigned: preparation.selfSigned,
-                    publishers: publishers
+                    adminTokenDigest: state.adminTokenDigest, publishers: publishers
                 )
             )
-            try await server.startAdmin(config.admin, tokenDigest: state.adminTokenDigest)
+            // Nothing else holds the server yet: if the admin endpoint cannot bind, the cleanup below is complete.
+            let admin = try await server.bindAdmin(config.admin, file: config.file)
+            server.core.withLock { $0.admin = admin }
+            if let admin { logger.info("admin listening", metadata: ["address": "\(admin.address)"]) }
             PidFile.write(config.admin.pidFile, logger: logger)
             return server
         } catch {
+            for publisher in publishers { publisher.cancel() }
             for listener in listeners.values { try? await listener.channel.close() }
             await echo?.stop()
             if ownsGroup { try? await group.shutdownGracefully() }
@@ -101,6 +107,11 @@ public final class GatehouseServer: Sendable {
     /// The bound address of the admin endpoint.
     public var adminAddress: SocketAddress? {
         self.core.withLock { $0.admin?.channel.localAddress }
+    }
+
+    /// SHA-256 of the admin token currently required, if any.
+    var adminTokenDigest: [UInt8]? {
+        self.core.withLock { $0.adminTokenDigest }
     }
 
     /// The configuration currently served.

@@ -8,6 +8,8 @@ final class ProxyEngine: Sendable {
     let logger: Logger
     let accessLog: AccessLog
     let metrics: ProxyMetrics
+    /// Connections not carrying a WebSocket yet, over every listener and loop.
+    let pending = PendingConnectionCounter()
     private let loops: [ObjectIdentifier: LoopContext]
     private let nextID = Atomic<UInt64>(1)
     private let drainingFlag = Atomic<Bool>(false)
@@ -54,8 +56,8 @@ final class ProxyEngine: Sendable {
         return .success(route)
     }
 
-    /// Opens the backend WebSocket for an admitted request.
-    func openBackend(_ admission: Admission, on eventLoop: EventLoop) -> EventLoopFuture<BackendAnswer> {
+    /// Opens the backend WebSocket for an admitted request; `cancellation` calls it off when the client leaves.
+    func openBackend(_ admission: Admission, on eventLoop: EventLoop, cancellation: HandshakeCancellation) -> EventLoopFuture<BackendAnswer> {
         let logger = self.logger
         let metrics = self.metrics
         let route = admission.route.name
@@ -66,6 +68,7 @@ final class ProxyEngine: Sendable {
             expectedAccept: admission.expectedAccept,
             settings: .init(bufferBytes: admission.route.config.limits.bufferBytes),
             eventLoop: eventLoop,
+            cancellation: cancellation,
             onFailure: { failure in
                 metrics.backendConnectFailed(backend: backend, server: failure.server)
                 logger.warning(

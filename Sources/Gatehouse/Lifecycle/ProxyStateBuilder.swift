@@ -81,6 +81,8 @@ struct ProxyStateBuilder {
             }
             var client = TLSConfiguration.makeClientConfiguration()
             client.minimumTLSVersion = .tlsv12
+            // NIOSSL's default still offers RSA key exchange and CBC suites: offer what listeners accept.
+            client.cipherSuites = CipherSuites.intermediate.cipherString
             client.certificateVerification = .fullVerification
             client.applicationProtocols = ["http/1.1"]
             if let ca = config.caFile {

@@ -15,7 +15,7 @@ struct StatePreparation {
 
     mutating func prepare(_ config: ProxyConfig, generation: Int, group: EventLoopGroup) async throws -> ProxyState {
         if config.backends.contains(where: { $0.kind == .builtinEcho }), self.echo == nil {
-            let server = try await EchoServer.start(host: "127.0.0.1", port: 0, group: group)
+            let server = try await EchoServer.start(host: "127.0.0.1", port: 0, group: group, maxFrameSize: EchoServer.maxFrameSize(for: config))
             self.echo = server
             self.logger.info("builtin echo backend started", metadata: ["address": "\(server.localAddress.map(ConnectionRecord.describe) ?? "?")"])
         }

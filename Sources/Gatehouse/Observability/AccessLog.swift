@@ -9,6 +9,11 @@ struct AccessLog: Sendable {
     let logger: Logger
     let control: LogControl
 
+    /// Longest path logged, in bytes: a client may send a path of the whole head size, thousands of times.
+    static let maxPathBytes = 256
+    /// Longest refusal reason logged (some quote what the client sent).
+    static let maxReasonBytes = 256
+
     var enabled: Bool { self.control.accessLog }
 
     func connectionEnded(_ record: ConnectionRecord, extra: Logger.Metadata = [:]) {
@@ -39,10 +44,10 @@ struct AccessLog: Sendable {
             "listener": "\(listener)",
             "client": "\(client)",
             "status": "\(refusal.status.code)",
-            "reason": "\(refusal.reason)",
+            "reason": "\(LogEscaping.truncated(refusal.reason, maxBytes: Self.maxReasonBytes))",
             "route": "\(route ?? "-")",
         ]
-        if let request { metadata["path"] = "\(request.path)" }
+        if let request { metadata["path"] = "\(LogEscaping.truncated(String(request.path), maxBytes: Self.maxPathBytes))" }
         if let request { metadata["transport"] = "\(request.transport.rawValue)" }
         if let backend { metadata["backend"] = "\(backend)" }
         self.logger.info("handshake refused", metadata: metadata)

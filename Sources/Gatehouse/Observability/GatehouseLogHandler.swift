@@ -1,8 +1,11 @@
 import Foundation
 import Logging
 
-/// A swift-log handler writing `text` or `json` lines through the background ``LogWriter``; level and format come
-/// from a ``LogControl``, so a reload changes them.
+/// A swift-log handler writing `text` or `json` lines through the background ``LogWriter``; level, format and the
+/// queue budget come from a ``LogControl``, so a reload changes them.
+///
+/// Every record is one line whatever the values hold: they are cut at ``maxValueBytes`` and escaped by
+/// ``LogEscaping`` (a `json` line is always valid JSON).
 public struct GatehouseLogHandler: LogHandler {
     /// Metadata attached to every record of this logger.
     public var metadata: Logger.Metadata = [:]
@@ -28,47 +31,78 @@ public struct GatehouseLogHandler: LogHandler {
         set { self.metadata[key] = newValue }
     }
 
+    /// Longest message or metadata value written, in UTF-8 bytes; longer ones are cut with a marker.
+    static let maxValueBytes = 4096
+
     public func log(event: LogEvent) {
         var merged = self.metadata
         if let extra = event.metadata { merged.merge(extra) { $1 } }
         let timestamp = Self.timestamp()
+        let message = "\(event.message)"
+        var line: String
         switch self.control.format {
         case .text:
-            var line = "\(timestamp) \(event.level) \(self.label): \(event.message)"
+            let text = LogEscaping.textMessage(LogEscaping.truncated(message, maxBytes: Self.maxValueBytes))
+            line = "\(timestamp) \(event.level) \(LogEscaping.textMessage(self.label)): \(text)"
             for key in merged.keys.sorted() {
-                line += " \(key)=\(Self.quoteIfNeeded(merged[key].map { "\($0)" } ?? ""))"
+                let value = LogEscaping.truncated(merged[key].map { "\($0)" } ?? "", maxBytes: Self.maxValueBytes)
+                line += " \(LogEscaping.textMessage(key))=\(LogEscaping.textValue(value))"
             }
-            self.writer.write(line)
         case .json:
-            var object: [String: Any] = ["ts": timestamp, "level": event.level.rawValue, "logger": self.label, "msg": "\(event.message)"]
-            for (key, value) in merged { object[key] = Self.jsonValue(value) }
-            if let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]),
-                let line = String(data: data, encoding: .utf8)
-            {
-                self.writer.write(line)
-            }
+            var fields: [String: Logger.MetadataValue] = merged
+            fields["ts"] = .string(timestamp)
+            fields["level"] = .string(event.level.rawValue)
+            fields["logger"] = .string(self.label)
+            fields["msg"] = .string(message)
+            line = ""
+            Self.appendJSON(.dictionary(fields), to: &line, depth: 0)
         }
+        self.writer.write(line, budget: self.control.queueBytes)
     }
 
-    private static func jsonValue(_ value: Logger.MetadataValue) -> Any {
+    /// Writes `value` as JSON: sorted keys, every string escaped by ``LogEscaping/json(_:)``, integers (canonical
+    /// ones only, so `007` stays a string) and finite doubles as numbers. Nesting beyond a few levels is cut.
+    private static func appendJSON(_ value: Logger.MetadataValue, to out: inout String, depth: Int) {
         switch value {
-        case .string(let string): return Int(string).map { $0 as Any } ?? string
+        case .string(let string):
+            if let number = Int(string), String(number) == string {
+                out += string
+            } else {
+                Self.appendJSONString(string, to: &out)
+            }
         case .stringConvertible(let convertible):
-            if let number = convertible as? Int { return number }
-            if let number = convertible as? Double { return number }
-            return "\(convertible)"
-        case .array(let array): return array.map(jsonValue)
-        case .dictionary(let dictionary): return dictionary.mapValues(jsonValue)
+            if let number = convertible as? Int {
+                out += String(number)
+            } else if let number = convertible as? Double, number.isFinite {
+                out += "\(number)"
+            } else {
+                Self.appendJSONString("\(convertible)", to: &out)
+            }
+        case .array(let array):
+            guard depth < 8 else { return Self.appendJSONString("[...]", to: &out) }
+            out += "["
+            for (index, element) in array.enumerated() {
+                if index > 0 { out += "," }
+                Self.appendJSON(element, to: &out, depth: depth + 1)
+            }
+            out += "]"
+        case .dictionary(let dictionary):
+            guard depth < 8 else { return Self.appendJSONString("{...}", to: &out) }
+            out += "{"
+            for (index, key) in dictionary.keys.sorted().enumerated() {
+                if index > 0 { out += "," }
+                Self.appendJSONString(key, to: &out)
+                out += ":"
+                if let element = dictionary[key] { Self.appendJSON(element, to: &out, depth: depth + 1) }
+            }
+            out += "}"
         }
     }
 
-    private static func quoteIfNeeded(_ text: String) -> String {
-        if text.isEmpty { return "\"\"" }
-        if text.contains(where: { $0 == " " || $0 == "\"" || $0 == "=" || $0.isNewline }) {
-            return "\"" + text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
-                .replacingOccurrences(of: "\n", with: "\\n") + "\""
-        }
-        return text
+    private static func appendJSONString(_ string: String, to out: inout String) {
+        out += "\""
+        out += LogEscaping.json(LogEscaping.truncated(string, maxBytes: Self.maxValueBytes))
+        out += "\""
     }
 
     private static func timestamp() -> String {

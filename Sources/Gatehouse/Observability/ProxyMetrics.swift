@@ -16,8 +16,13 @@ final class ProxyMetrics: Sendable {
     private let tlsFailures = NIOLockedValueBox<[String: Metrics.Counter]>([:])
     private let routes = NIOLockedValueBox<[String: RouteMetrics]>([:])
     private let unrouted: RouteMetrics
+    /// The process-wide log writer, whose dropped records are exposed here at each scrape.
+    private let logWriter: LogWriter
+    private let logDropped: Metrics.Counter
+    /// Dropped records already added to `logDropped`.
+    private let logDroppedSeen = NIOLockedValueBox(0)
 
-    init() {
+    init(logWriter: LogWriter = .standardError) {
         let registry = PrometheusCollectorRegistry()
         var factory = PrometheusMetricsFactory(registry: registry)
         let latencyBuckets: [Duration] = [
@@ -37,6 +42,8 @@ final class ProxyMetrics: Sendable {
         self.reloadsFailed = Metrics.Counter(label: "gatehouse_config_reloads_total", dimensions: [("result", "failed")], factory: factory)
         Metrics.Gauge(label: "gatehouse_build_info", dimensions: [("version", GatehouseVersion.string)], factory: factory).record(1)
         self.unrouted = RouteMetrics(route: "-", factory: factory)
+        self.logWriter = logWriter
+        self.logDropped = Metrics.Counter(label: "gatehouse_log_dropped_total", factory: factory)
     }
 
     /// The metrics of a route (kept across reloads, by name).
@@ -52,11 +59,25 @@ final class ProxyMetrics: Sendable {
     /// Refusals that happen before a route is known.
     var noRoute: RouteMetrics { self.unrouted }
 
+    /// Counts one ended connection. The `code` label comes from a bounded set (see ``closeCodeLabel(_:)``): peers
+    /// choose close codes, so they must not choose how many series exist.
     func closed(code: UInt16?, by: String) {
-        let key = "\(code.map(String.init) ?? "none")|\(by)"
-        self.cached(self.closes, key) {
-            Metrics.Counter(label: "gatehouse_closes_total", dimensions: [("code", code.map(String.init) ?? "none"), ("by", by)], factory: self.factory)
+        let label = Self.closeCodeLabel(code)
+        self.cached(self.closes, "\(label)|\(by)") {
+            Metrics.Counter(label: "gatehouse_closes_total", dimensions: [("code", label), ("by", by)], factory: self.factory)
         }.increment()
+    }
+
+    /// The `code` label of a close: a registered code (1000-1003, 1007-1014) as its number, `3xxx` or `4xxx` for the
+    /// registered and private ranges, `invalid` for anything else, `none` when no code was sent.
+    static func closeCodeLabel(_ code: UInt16?) -> String {
+        guard let code else { return "none" }
+        switch code {
+        case 1000...1003, 1007...1014: return String(code)
+        case 3000...3999: return "3xxx"
+        case 4000...4999: return "4xxx"
+        default: return "invalid"
+        }
     }
 
     func backendConnectFailed(backend: String, server: String) {
@@ -73,7 +94,20 @@ final class ProxyMetrics: Sendable {
 
     /// The Prometheus text exposition.
     func exposition() -> [UInt8] {
-        self.registry.emitToBuffer()
+        self.bridgeLogDropped()
+        return self.registry.emitToBuffer()
+    }
+
+    /// Brings `gatehouse_log_dropped_total` up to the writer's count: the writer serves the whole process and knows
+    /// nothing of metrics, so its count is carried over when someone looks.
+    private func bridgeLogDropped() {
+        self.logDroppedSeen.withLockedValue { seen in
+            let dropped = self.logWriter.droppedRecords
+            if dropped > seen {
+                self.logDropped.increment(by: dropped - seen)
+                seen = dropped
+            }
+        }
     }
 
     private func cached(_ box: NIOLockedValueBox<[String: Metrics.Counter]>, _ key: String, _ make: () -> Metrics.Counter) -> Metrics.Counter {

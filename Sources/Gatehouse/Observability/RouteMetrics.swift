@@ -16,7 +16,7 @@ final class RouteMetrics: Sendable {
     let messagesFromClient: Metrics.Counter
     let messagesFromBackend: Metrics.Counter
     private let handshakes: [UInt: Metrics.Counter]
-    private let otherHandshakes = NIOLockedValueBox<[UInt: Metrics.Counter]>([:])
+    private let otherHandshakes = NIOLockedValueBox<[String: Metrics.Counter]>([:])
     private let factory: PrometheusMetricsFactory
 
     /// Statuses the proxy itself answers, created up front so counting them takes no lock.
@@ -40,17 +40,28 @@ final class RouteMetrics: Sendable {
         self.handshakes = handshakes
     }
 
-    /// Counts one handshake answered with `status`.
+    /// Counts one handshake answered with `status`. A status outside the known set (a backend's answer relayed) is
+    /// counted under its class (`4xx`) or `other`, so a backend cannot multiply the series.
     func handshake(status: UInt) {
         if let counter = self.handshakes[status] {
             counter.increment()
             return
         }
+        let label = Self.statusLabel(status)
         self.otherHandshakes.withLockedValue { counters in
-            if let counter = counters[status] { return counter }
-            let counter = Metrics.Counter(label: "gatehouse_handshakes_total", dimensions: [("route", self.route), ("status", String(status))], factory: self.factory)
-            counters[status] = counter
+            if let counter = counters[label] { return counter }
+            let counter = Metrics.Counter(label: "gatehouse_handshakes_total", dimensions: [("route", self.route), ("status", label)], factory: self.factory)
+            counters[label] = counter
             return counter
         }.increment()
+    }
+
+    /// The `status` label: the number for a known status, else its class (`1xx`...`5xx`), else `other`.
+    static func statusLabel(_ status: UInt) -> String {
+        if Self.knownStatuses.contains(status) { return String(status) }
+        switch status {
+        case 100...599: return "\(status / 100)xx"
+        default: return "other"
+        }
     }
 }

@@ -16,8 +16,8 @@ public struct AuthIdentity: Sendable, Equatable {
 enum AuthVerdict: Sendable {
     /// The token is valid.
     case accepted(AuthIdentity)
-    /// The token is meant for this provider but is not valid; the description is safe to send and log.
-    case rejected(String)
+    /// The token is meant for this provider but is not valid; the reason is from a fixed set, safe to send and log.
+    case rejected(TokenRejection)
     /// The token is not of this provider's kind (a static provider never heard of it, a JWT provider got a non-JWT).
     case notApplicable
 }

@@ -21,8 +21,9 @@ enum HandshakePolicy {
         }
         guard let auth = route.auth else {
             let edits = ForwardedRequest.Edits(
-                target: request.target, subprotocols: nil, dropAuthorization: false, dropCookie: nil, identity: [],
-                key: request.transport == .http2 ? WebSocketAccept.randomKey() : nil
+                target: request.target, subprotocols: nil, dropAuthorization: false, dropCookies: [], identity: [],
+                key: request.transport == .http2 ? WebSocketAccept.randomKey() : nil,
+                allowUnderscoreHeaders: route.config.allowUnderscoreHeaders
             )
             return eventLoop.makeSucceededFuture(Self.admission(request, route: route, edits: edits, identity: nil, clientSubprotocol: nil, ticket: ticket))
         }
@@ -33,7 +34,7 @@ enum HandshakePolicy {
         }
         let providers = auth.providers
         return eventLoop.makeFutureWithTask { () -> AuthVerdict in
-            var firstRejection: String?
+            var firstRejection: TokenRejection?
             let now = Date()
             for provider in providers {
                 switch await provider.verify(token, now: now) {
@@ -42,7 +43,7 @@ enum HandshakePolicy {
                 case .notApplicable: continue
                 }
             }
-            return .rejected(firstRejection ?? "unknown token")
+            return .rejected(firstRejection ?? .unknownToken)
         }.flatMapThrowing { verdict -> Admission in
             let identity: AuthIdentity
             switch verdict {
@@ -52,12 +53,12 @@ enum HandshakePolicy {
                 throw auth.invalidToken(reason)
             case .notApplicable:
                 ticket.release()
-                throw auth.invalidToken("unknown token")
+                throw auth.invalidToken(.unknownToken)
             }
             // Claims become header values toward the backend: a CR or LF in one would forge headers there.
             guard HTTPToken.isFieldValue(identity.subject ?? ""), identity.scopes.allSatisfy({ HTTPToken.isFieldValue($0) }) else {
                 ticket.release()
-                throw auth.invalidToken("sub or scope claim holds control characters")
+                throw auth.invalidToken(.unsafeClaims)
             }
             let missing = auth.scopes.filter { !identity.scopes.contains($0) }
             guard missing.isEmpty else {
@@ -68,22 +69,26 @@ enum HandshakePolicy {
             if let subject = identity.subject { headers.append((Self.subjectHeader, subject)) }
             headers.append((Self.scopesHeader, identity.scopes.joined(separator: " ")))
             headers.append((Self.providerHeader, identity.provider))
+            // The token is removed from every source the route reads, not only the one it came from: a copy in
+            // another source would reach the backend.
             let readsHeader = auth.sources.contains(.header)
-            let cookie = auth.sources.compactMap { source -> String? in
+            let cookies = Set(auth.sources.compactMap { source -> String? in
                 if case .cookie(let name) = source { return name }
                 return nil
-            }.first
+            })
             let edits = ForwardedRequest.Edits(
                 target: extracted.target,
                 subprotocols: extracted.remainingSubprotocols,
                 dropAuthorization: readsHeader && !route.config.forwardToken,
-                dropCookie: cookie,
+                dropCookies: cookies,
                 identity: headers,
-                key: request.transport == .http2 ? WebSocketAccept.randomKey() : nil
+                key: request.transport == .http2 ? WebSocketAccept.randomKey() : nil,
+                allowUnderscoreHeaders: route.config.allowUnderscoreHeaders
             )
             // A browser that offered only the token entry fails a handshake whose answer selects no protocol:
-            // answer it with that entry itself.
-            let answerToken = extracted.tokenSubprotocol != nil && extracted.remainingSubprotocols?.isEmpty == true
+            // answer it with that entry itself (a token, as RFC 6455 requires, so the answer header is well formed).
+            let answerToken = extracted.tokenSubprotocol.map { HTTPToken.isToken($0) } == true
+                && extracted.remainingSubprotocols?.isEmpty == true
             return Self.admission(
                 request, route: route, edits: edits, identity: identity,
                 clientSubprotocol: answerToken ? extracted.tokenSubprotocol : nil, ticket: ticket

@@ -22,6 +22,7 @@ final class JWTProvider: AuthProvider {
     private let issuer: String?
     private let audience: String?
     private let leeway: TimeInterval
+    private let requireExpiry: Bool
 
     init(name: String, config: JWTProviderConfig, hmac: [String: JWTKeyCollection], publicKeys: [String: PublicKey]) {
         self.name = name
@@ -30,6 +31,7 @@ final class JWTProvider: AuthProvider {
         self.publicKeys = publicKeys
         self.issuer = config.issuer
         self.audience = config.audience
+        self.requireExpiry = config.requireExpiry
         let (seconds, attoseconds) = config.leeway.components
         self.leeway = TimeInterval(seconds) + TimeInterval(attoseconds) / 1e18
     }
@@ -37,18 +39,18 @@ final class JWTProvider: AuthProvider {
     func verify(_ token: String, now: Date) async -> AuthVerdict {
         guard let header = JWTHeaderFields.parse(token) else { return .notApplicable }
         guard let algorithm = header.alg, algorithm != "none", self.algorithms.contains(algorithm) else {
-            return .rejected("algorithm \(header.alg ?? "(none)") is not accepted")
+            return .rejected(.algorithmNotAccepted)
         }
         let keys: JWTKeyCollection
         if algorithm.hasPrefix("HS") {
-            guard let secret = self.hmac[algorithm] else { return .rejected("algorithm \(algorithm) is not accepted") }
+            guard let secret = self.hmac[algorithm] else { return .rejected(.algorithmNotAccepted) }
             keys = secret
         } else {
             guard let key = self.publicKey(for: header.kid) else {
-                return .rejected(header.kid == nil ? "token has no kid" : "unknown key id")
+                return .rejected(header.kid == nil ? .missingKeyID : .unknownKeyID)
             }
             guard Self.algorithm(algorithm, fits: key) else {
-                return .rejected("algorithm \(algorithm) does not match the key")
+                return .rejected(.algorithmDoesNotFitKey)
             }
             keys = key.keys
         }
@@ -56,9 +58,9 @@ final class JWTProvider: AuthProvider {
         do {
             claims = try await keys.verify(token, as: JWTClaimsPayload.self)
         } catch let error as JWTError where error.errorType == .signatureVerificationFailed {
-            return .rejected("bad signature")
+            return .rejected(.badSignature)
         } catch {
-            return .rejected("token could not be verified")
+            return .rejected(.unverifiable)
         }
         return self.check(claims, now: now)
     }
@@ -82,10 +84,12 @@ final class JWTProvider: AuthProvider {
 
     private func check(_ claims: JWTClaimsPayload, now: Date) -> AuthVerdict {
         let time = now.timeIntervalSince1970
-        if let exp = claims.exp, time > exp + self.leeway { return .rejected("token expired") }
-        if let nbf = claims.nbf, time + self.leeway < nbf { return .rejected("token not yet valid") }
-        if let issuer = self.issuer, claims.iss != issuer { return .rejected("wrong issuer") }
-        if let audience = self.audience, !(claims.aud ?? []).contains(audience) { return .rejected("wrong audience") }
+        // Without exp a token is valid forever and live expiry never fires: refused unless `require_exp: false`.
+        if claims.exp == nil && self.requireExpiry { return .rejected(.noExpiry) }
+        if let exp = claims.exp, time > exp + self.leeway { return .rejected(.expired) }
+        if let nbf = claims.nbf, time + self.leeway < nbf { return .rejected(.notYetValid) }
+        if let issuer = self.issuer, claims.iss != issuer { return .rejected(.wrongIssuer) }
+        if let audience = self.audience, !(claims.aud ?? []).contains(audience) { return .rejected(.wrongAudience) }
         return .accepted(
             AuthIdentity(
                 subject: claims.sub, scopes: claims.scopes, provider: self.name,

@@ -11,10 +11,13 @@ struct RouteAuth: Sendable {
         HandshakeRefusal(.unauthorized, "missing bearer token", headers: [("WWW-Authenticate", "Bearer realm=\"\(self.realm)\"")])
     }
 
-    func invalidToken(_ description: String) -> HandshakeRefusal {
+    /// The description is one of a fixed set: no byte of the token reaches the response or the log.
+    func invalidToken(_ rejection: TokenRejection) -> HandshakeRefusal {
         HandshakeRefusal(
-            .unauthorized, "invalid token: \(description)",
-            headers: [("WWW-Authenticate", "Bearer realm=\"\(self.realm)\", error=\"invalid_token\", error_description=\"\(description)\"")]
+            .unauthorized, "invalid token: \(rejection.rawValue)",
+            headers: [
+                ("WWW-Authenticate", "Bearer realm=\"\(self.realm)\", error=\"invalid_token\", error_description=\"\(rejection.rawValue)\"")
+            ]
         )
     }
 

@@ -65,7 +65,8 @@ struct TokenExtractor {
         return token.isEmpty || token.contains(" ") ? nil : String(token)
     }
 
-    /// The target without `access_token` parameters, and the first token found. Other parameters stay as sent.
+    /// The target without `access_token` parameters (every one, however its name is percent-encoded: a backend
+    /// decodes names), and the first non-empty token found. Other parameters stay as sent.
     static func removingQueryToken(from target: String) -> (String, String?) {
         guard let question = target.firstIndex(of: "?") else { return (target, nil) }
         let path = target[..<question]
@@ -74,30 +75,43 @@ struct TokenExtractor {
         var kept: [Substring] = []
         for parameter in query.split(separator: "&", omittingEmptySubsequences: false) {
             let name = parameter.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
-            if name == Self.queryParameter {
-                if token == nil, let equals = parameter.firstIndex(of: "=") {
-                    let raw = parameter[parameter.index(after: equals)...]
-                    token = String(raw).replacingOccurrences(of: "+", with: " ").removingPercentEncoding
-                }
-            } else {
+            guard Self.isTokenParameter(name) else {
                 kept.append(parameter)
+                continue
+            }
+            if token == nil, let equals = parameter.firstIndex(of: "=") {
+                let raw = parameter[parameter.index(after: equals)...]
+                let decoded = String(raw).replacingOccurrences(of: "+", with: " ").removingPercentEncoding
+                if decoded?.isEmpty == false { token = decoded }
             }
         }
         let rebuilt = kept.isEmpty ? String(path) : String(path) + "?" + kept.joined(separator: "&")
-        return (rebuilt, token?.isEmpty == false ? token : nil)
+        return (rebuilt, token)
     }
 
-    /// The value of cookie `name`.
+    /// Whether a query parameter name is `access_token`, as sent or percent-encoded.
+    static func isTokenParameter(_ name: Substring) -> Bool {
+        if name == Self.queryParameter { return true }
+        guard name.contains("%") else { return false }
+        return String(name).removingPercentEncoding == Self.queryParameter
+    }
+
+    /// The value of cookie `name` (compared exactly), in the first `Cookie` field and pair that has it.
     static func cookie(_ name: String, in headers: HTTPHeaders) -> String? {
         for header in headers["cookie"] {
             for pair in header.split(separator: ";") {
-                let parts = pair.split(separator: "=", maxSplits: 1)
-                if parts.count == 2, parts[0].trimmingSpaces() == name {
-                    let value = parts[1].trimmingSpaces()
+                if let (cookieName, value) = Self.cookiePair(pair), cookieName == name {
                     return value.isEmpty ? nil : String(value)
                 }
             }
         }
         return nil
+    }
+
+    /// `NAME=VALUE` of one cookie pair, trimmed; nil without `=`. The forwarded request removes cookies by the
+    /// same reading, so whatever was read as a token is what is removed.
+    static func cookiePair(_ pair: Substring) -> (name: Substring, value: Substring)? {
+        guard let equals = pair.firstIndex(of: "=") else { return nil }
+        return (pair[..<equals].trimmingSpaces(), pair[pair.index(after: equals)...].trimmingSpaces())
     }
 }

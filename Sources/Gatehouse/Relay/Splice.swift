@@ -40,6 +40,7 @@ enum Splice {
         let backend = upgrade.channel.pipeline.syncOperations
         try backend.addHandler(RelayHandler(session: session, side: .backend))
         _ = backend.removeHandler(try backend.handler(type: BackendHandshakeHandler.self))
+        _ = backend.removeHandler(try backend.handler(type: NIOHTTPRequestHeadersValidator.self))
         _ = backend.removeHandler(try backend.handler(type: HTTPRequestEncoder.self))
         // The decoder also watches outbound writes: nothing of the client's may be written before it is out.
         return backend.removeHandler(try backend.handler(type: ByteToMessageHandler<HTTPResponseDecoder>.self))

@@ -3,7 +3,8 @@ import Logging
 import NIOSSL
 import X509
 
-/// The TLS server context of one listener: certificates chosen by SNI, TLS 1.2 or newer, ALPN.
+/// The TLS server context of one listener: certificates chosen by SNI, TLS 1.2 or newer, the configured cipher
+/// suites (forward-secret AEAD only by default), ALPN.
 ///
 /// Building one reads files and parses keys, so it happens off the event loops (start-up and reload); the
 /// result is immutable and shared by every connection accepted while it is current.
@@ -53,6 +54,7 @@ struct ListenerTLSContext: Sendable {
         )
         tls.minimumTLSVersion = config.minVersion == .v1_3 ? .tlsv13 : .tlsv12
         tls.applicationProtocols = config.alpn
+        tls.cipherSuites = config.ciphers.cipherString
         // After sending close_notify, wait this long for the peer's before closing TCP (NIOSSL's default is 5 s).
         tls.shutdownTimeout = .seconds(1)
         if chains.count > 1 {

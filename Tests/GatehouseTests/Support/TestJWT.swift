@@ -20,8 +20,11 @@ struct TestClaims: JWTPayload {
 }
 
 /// Keys of every algorithm family, their JWKS, and signing.
-struct TestKeys {
+struct TestKeys: Sendable {
     static let secret = "a-test-hmac-secret-that-is-long-enough-for-hs512-0123456789abcdefghij"
+    /// One set for the whole run: RSA key generation is slow in debug builds, and dozens of fixtures generating
+    /// keys at once starve the proxy's verification tasks on a two-core machine.
+    static let shared = Result { try TestKeys.make() }
     let rsa: _RSA.Signing.PrivateKey
     let p256: P256.Signing.PrivateKey
     let p384: P384.Signing.PrivateKey

@@ -1,0 +1,19 @@
+/// Why a provider refused a token, from a fixed set.
+///
+/// The text goes into `WWW-Authenticate` (`error_description`), the refusal body and the log, so it is never built
+/// from the token: a header field such as `alg` or `kid` holding CR LF would otherwise forge response headers.
+enum TokenRejection: String, Sendable, Equatable, CaseIterable {
+    case algorithmNotAccepted = "algorithm not accepted"
+    case algorithmDoesNotFitKey = "algorithm does not match the key"
+    case missingKeyID = "token has no kid"
+    case unknownKeyID = "unknown key id"
+    case badSignature = "bad signature"
+    case unverifiable = "token could not be verified"
+    case expired = "token expired"
+    case noExpiry = "token has no expiry"
+    case notYetValid = "token not yet valid"
+    case wrongIssuer = "wrong issuer"
+    case wrongAudience = "wrong audience"
+    case unknownToken = "unknown token"
+    case unsafeClaims = "sub or scope claim holds control characters"
+}
