@@ -208,6 +208,8 @@ struct AmplificationTests {
             #expect(seen["extra_reset"] as? Int == 7)
             #expect(seen["goaway"] is NSNull)
             #expect(seen["echoes"] as? [String] == ["hello 0", "hello 1", "hello 2", "hello 3"])
+            let metrics = Exposition(String(decoding: proxy.server.engine.metrics.exposition(), as: UTF8.self))
+            #expect(metrics.value("gatehouse_connections_refused_total", ["reason": "refused_stream"]) == 1)
         }
     }
 
@@ -266,6 +268,8 @@ struct AmplificationTests {
             }
             #expect(received == 0)
             #expect(pending.count(of: "127.0.0.1") == 3)
+            let metrics = Exposition(String(decoding: proxy.server.engine.metrics.exposition(), as: UTF8.self))
+            #expect(metrics.value("gatehouse_connections_refused_total", ["reason": "pending_limit"]) == 1)
             // One leaves: a new one is accepted and can upgrade.
             await held.removeFirst().close()
             try await Self.eventually("a free pending slot") { pending.count(of: "127.0.0.1") == 2 }

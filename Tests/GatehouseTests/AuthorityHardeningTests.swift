@@ -53,14 +53,9 @@ struct AuthorityHardeningTests {
     }
 
     func withProxy(_ body: (TestProxy, RecordingBackend) async throws -> Void) async throws {
-        let backend = try await RecordingBackend.start()
-        do {
+        try await RecordingBackend.with { backend in
             try await TestProxy.with(Self.config(backendPort: backend.port)) { proxy in try await body(proxy, backend) }
-        } catch {
-            await backend.stop()
-            throw error
         }
-        await backend.stop()
     }
 
     @Test func http2RefusesAnAuthorityThatDoesNotParse() async throws {

@@ -136,17 +136,12 @@ struct HeaderHardeningTests {
 
     func withProxy(_ body: (TestProxy, RecordingBackend, String) async throws -> Void) async throws {
         let fixture = try SecurityFixture.make()
-        let backend = try await RecordingBackend.start()
         let token = try await fixture.keys.sign(.valid(sub: "alice"), algorithm: "HS256")
-        do {
+        try await RecordingBackend.with { backend in
             try await TestProxy.with(Self.config(backendPort: backend.port, fixture: fixture), file: fixture.file) { proxy in
                 try await body(proxy, backend, token)
             }
-        } catch {
-            await backend.stop()
-            throw error
         }
-        await backend.stop()
     }
 
     @Test(arguments: ["/strict", "/lenient", "/open"])

@@ -44,16 +44,11 @@ struct JWTHardeningTests {
 
     func withProxy(_ body: (TestProxy, RecordingBackend, SecurityFixture) async throws -> Void) async throws {
         let fixture = try SecurityFixture.make()
-        let backend = try await RecordingBackend.start()
-        do {
+        try await RecordingBackend.with { backend in
             try await TestProxy.with(Self.config(backendPort: backend.port, fixture: fixture), file: fixture.file) { proxy in
                 try await body(proxy, backend, fixture)
             }
-        } catch {
-            await backend.stop()
-            throw error
         }
-        await backend.stop()
     }
 
     /// Every `WWW-Authenticate` value an invalid token may get.

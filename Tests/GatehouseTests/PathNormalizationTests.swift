@@ -196,16 +196,11 @@ struct PathNormalizationTests {
 
     func withProxy(_ body: (TestProxy, RecordingBackend) async throws -> Void) async throws {
         let fixture = try SecurityFixture.make()
-        let backend = try await RecordingBackend.start()
-        do {
+        try await RecordingBackend.with { backend in
             try await TestProxy.with(Self.config(fixture, backendPort: backend.port), file: fixture.file) { proxy in
                 try await body(proxy, backend)
             }
-        } catch {
-            await backend.stop()
-            throw error
         }
-        await backend.stop()
     }
 
     @Test func http1RoutesAndForwardsTheNormalisedTarget() async throws {

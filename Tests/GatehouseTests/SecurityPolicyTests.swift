@@ -105,16 +105,11 @@ struct SecurityPolicyTests {
 
     func withProxy(limits: String = "", _ body: (TestProxy, RecordingBackend, SecurityFixture) async throws -> Void) async throws {
         let fixture = try SecurityFixture.make()
-        let backend = try await RecordingBackend.start()
-        do {
+        try await RecordingBackend.with { backend in
             try await TestProxy.with(fixture.config(backendPort: backend.port, limits: limits), file: fixture.file) { proxy in
                 try await body(proxy, backend, fixture)
             }
-        } catch {
-            await backend.stop()
-            throw error
         }
-        await backend.stop()
     }
 
     // MARK: Origin

@@ -62,16 +62,11 @@ struct TokenSourceTests {
     @Test(arguments: combinations)
     func tokenIsRemovedFromEverySourceTheRouteReads(_ routeSources: [String]) async throws {
         let fixture = try SecurityFixture.make()
-        let backend = try await RecordingBackend.start()
         let token = try await fixture.keys.sign(.valid(sub: "alice"), algorithm: "HS256")
         let unread = Self.sources.filter { !routeSources.contains($0) }
-        do {
+        try await RecordingBackend.with { backend in
             try await self.check(routeSources, unread: unread, token: token, fixture: fixture, backend: backend)
-        } catch {
-            await backend.stop()
-            throw error
         }
-        await backend.stop()
     }
 
     func check(_ routeSources: [String], unread: [String], token: String, fixture: SecurityFixture, backend: RecordingBackend) async throws {

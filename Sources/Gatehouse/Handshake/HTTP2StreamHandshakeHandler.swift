@@ -87,6 +87,7 @@ final class HTTP2StreamHandshakeHandler: ChannelDuplexHandler, RemovableChannelH
     /// RST_STREAM REFUSED_STREAM: the client may retry the request, on this connection or another.
     private func refuseStream(context: ChannelHandlerContext) {
         self.state = .answered
+        self.engine.metrics.refusedStreams.increment()
         context.writeAndFlush(self.wrapOutboundOut(.rstStream(.refusedStream)), promise: nil)
     }
 

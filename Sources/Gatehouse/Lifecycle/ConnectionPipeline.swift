@@ -22,6 +22,7 @@ enum ConnectionPipeline {
                 maxPerIP: limits.maxPendingConnectionsPerIP
             )
         else {
+            engine.metrics.pendingLimitRefusals.increment()
             throw PendingConnectionCounter.Exceeded()
         }
         channel.closeFuture.whenComplete { _ in pending.release() }

@@ -11,6 +11,10 @@ final class ProxyMetrics: Sendable {
     let factory: PrometheusMetricsFactory
     let reloadsOK: Metrics.Counter
     let reloadsFailed: Metrics.Counter
+    /// Connections closed at accept: over `max_pending_connections` or `max_pending_connections_per_ip`.
+    let pendingLimitRefusals: Metrics.Counter
+    /// HTTP/2 streams refused with REFUSED_STREAM (over `max_concurrent_streams` or `max_handshakes_per_connection`).
+    let refusedStreams: Metrics.Counter
     private let closes = NIOLockedValueBox<[String: Metrics.Counter]>([:])
     private let connectFailures = NIOLockedValueBox<[String: Metrics.Counter]>([:])
     private let tlsFailures = NIOLockedValueBox<[String: Metrics.Counter]>([:])
@@ -40,6 +44,12 @@ final class ProxyMetrics: Sendable {
         self.factory = factory
         self.reloadsOK = Metrics.Counter(label: "gatehouse_config_reloads_total", dimensions: [("result", "ok")], factory: factory)
         self.reloadsFailed = Metrics.Counter(label: "gatehouse_config_reloads_total", dimensions: [("result", "failed")], factory: factory)
+        self.pendingLimitRefusals = Metrics.Counter(
+            label: "gatehouse_connections_refused_total", dimensions: [("reason", "pending_limit")], factory: factory
+        )
+        self.refusedStreams = Metrics.Counter(
+            label: "gatehouse_connections_refused_total", dimensions: [("reason", "refused_stream")], factory: factory
+        )
         Metrics.Gauge(label: "gatehouse_build_info", dimensions: [("version", GatehouseVersion.string)], factory: factory).record(1)
         self.unrouted = RouteMetrics(route: "-", factory: factory)
         self.logWriter = logWriter

@@ -122,6 +122,19 @@ final class RecordingBackend: Sendable {
         return RecordingBackend(backend: backend, task: task, requests: requests)
     }
 
+    /// Starts a backend, runs `body` with it and stops it afterwards, whatever happens.
+    static func with<T>(_ body: (RecordingBackend) async throws -> T) async throws -> T {
+        let backend = try await RecordingBackend.start()
+        do {
+            let result = try await body(backend)
+            await backend.stop()
+            return result
+        } catch {
+            await backend.stop()
+            throw error
+        }
+    }
+
     /// Requests received so far.
     var received: [TestRequestHead] { self.requests.withLockedValue { $0 } }
 
