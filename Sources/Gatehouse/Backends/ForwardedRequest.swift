@@ -40,6 +40,9 @@ enum ForwardedRequest {
         /// Forward client headers whose names hold `_` (those that fold to a header the proxy sets or strips are
         /// dropped even then).
         var allowUnderscoreHeaders: Bool = false
+        /// Extensions (names in lower case) removed from the client's `Sec-WebSocket-Extensions` offer, so the backend
+        /// cannot accept them (`compression: strip` removes `permessage-deflate`).
+        var dropExtensions: Set<String> = []
     }
 
     /// What happens to one client header on its way to the backend.
@@ -48,6 +51,8 @@ enum ForwardedRequest {
         case drop
         /// A `Cookie` header: forwarded minus the token cookies.
         case filterCookies
+        /// A `Sec-WebSocket-Extensions` header: forwarded minus the dropped extensions.
+        case filterExtensions
     }
 
     /// The request head for the backend.
@@ -60,6 +65,8 @@ enum ForwardedRequest {
         headers.add(name: "Connection", value: "Upgrade")
         var cookies: [Substring] = []
         var cookieHeaderName: String?
+        var extensions: [Substring] = []
+        var extensionsHeaderName: String?
         for (name, value) in request.headers {
             switch Self.action(forHeader: name, edits: edits, connectionNamed: connectionNamed) {
             case .forward:
@@ -70,7 +77,13 @@ enum ForwardedRequest {
                 // Several Cookie fields become one (RFC 9113 §8.2.3; HTTP/1.1 backends read one).
                 cookieHeaderName = cookieHeaderName ?? name
                 cookies += Self.cookies(in: value, removing: edits.dropCookies)
+            case .filterExtensions:
+                extensionsHeaderName = extensionsHeaderName ?? name
+                extensions += Self.extensions(in: value, removing: edits.dropExtensions)
             }
+        }
+        if let extensionsHeaderName, !extensions.isEmpty {
+            headers.add(name: extensionsHeaderName, value: extensions.joined(separator: ", "))
         }
         if let cookieHeaderName, !cookies.isEmpty {
             headers.add(name: cookieHeaderName, value: cookies.joined(separator: "; "))
@@ -116,6 +129,7 @@ enum ForwardedRequest {
                 return .drop
             }
             if !edits.dropCookies.isEmpty && Self.folded(bytes, equals: "cookie") { return .filterCookies }
+            if !edits.dropExtensions.isEmpty && Self.folded(bytes, equals: "sec-websocket-extensions") { return .filterExtensions }
             return .forward
         }
     }
@@ -162,6 +176,14 @@ enum ForwardedRequest {
             index += 1
         }
         return true
+    }
+
+    /// The offers of a `Sec-WebSocket-Extensions` value (RFC 6455 §9.1: `name; param=value, …`), minus those whose
+    /// extension is named in `names` (lower case). Parameter values are tokens, so offers never hold a comma.
+    static func extensions(in value: String, removing names: Set<String>) -> [Substring] {
+        HTTPToken.list(value).filter { offer in
+            !names.contains((offer.split(separator: ";", maxSplits: 1).first ?? offer).trimmingSpaces().lowercased())
+        }
     }
 
     /// The cookie pairs of a `Cookie` value, minus those named in `names` (compared exactly).

@@ -21,10 +21,23 @@ public struct RouteConfig: Sendable, Equatable {
     /// Forward client headers whose names hold `_` (`allow_underscore_headers`); by default they are dropped, as
     /// CGI-style backends read `X_Auth_Subject` as `X-Auth-Subject`.
     public var allowUnderscoreHeaders: Bool
+    /// What the proxy does about permessage-deflate (`compression`).
+    public var compression: CompressionMode
     /// Where the route was declared.
     public var position: ConfigPosition
     /// Where the route's `backend` key was written (dangling names are reported there).
     public var backendPosition: ConfigPosition
+}
+
+/// What the proxy does about permessage-deflate on a route (`compression`).
+public enum CompressionMode: String, Sendable, CaseIterable {
+    /// Inflate compressed messages (without keeping them) to hold them to `max_message_bytes`; the compressed
+    /// bytes are forwarded unchanged.
+    case inspect
+    /// Forward compressed messages as they are: `max_message_bytes` counts their compressed size only.
+    case passthrough
+    /// Remove permessage-deflate from the client's offer, so the session is not compressed.
+    case strip
 }
 
 /// The token requirement of a route.
@@ -107,6 +120,15 @@ extension RouteConfig {
         self.forwardToken = try map.optional("forward_token")?.bool("forward_token") ?? false
         self.enforceExpiry = try map.optional("enforce_expiry")?.bool("enforce_expiry") ?? true
         self.allowUnderscoreHeaders = try map.optional("allow_underscore_headers")?.bool("allow_underscore_headers") ?? false
+        if let compressionNode = map.optional("compression") {
+            let text = try compressionNode.string("compression")
+            guard let mode = CompressionMode(rawValue: text) else {
+                throw compressionNode.error("compression must be inspect, passthrough or strip, found '\(text)'")
+            }
+            self.compression = mode
+        } else {
+            self.compression = .inspect
+        }
         self.position = node.position
         try map.finish()
     }

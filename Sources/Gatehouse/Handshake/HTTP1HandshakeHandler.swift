@@ -190,35 +190,13 @@ final class HTTP1HandshakeHandler: ChannelDuplexHandler, RemovableChannelHandler
         self.pending?.release()
         // The relay issues the next read once it has started.
         self.readParked = true
-        let bufferBytes = admission.route.config.limits.bufferBytes
-        let session = Splice.makeSession(
+        let connection = RelayConnection.open(
             engine: self.engine, admission: admission, request: request, upgrade: upgrade, listener: self.listener.name,
             started: self.started, loop: loop
         )
         context.write(self.wrapOutboundOut(.head(ClientResponse.switchingProtocols(from: upgrade.head, subprotocol: admission.clientSubprotocol))), promise: nil)
         context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: nil)
-        do {
-            try context.channel.syncOptions?.setOption(.writeBufferWaterMark, value: .init(low: bufferBytes / 2, high: bufferBytes))
-            let client = context.pipeline.syncOperations
-            try client.addHandler(RelayHandler(session: session, side: .client))
-            let backendDecoder = try Splice.attachBackend(upgrade, to: session)
-            _ = client.removeHandler(context: context)
-            _ = client.removeHandler(try client.handler(type: NIOHTTPResponseHeadersValidator.self))
-            _ = client.removeHandler(try client.handler(type: HTTPResponseEncoder.self))
-            _ = client.removeHandler(try client.handler(type: HeadSizeGuard.self))
-            // Removing the decoders hands on the bytes they hold past the heads: frames the backend sent right
-            // after its 101, a pipelined first frame from the client. Removal completes on a later loop tick; the
-            // relay starts (flushing what they handed over) once both are out, the backend's first.
-            let clientDecoder = client.removeHandler(try client.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self))
-            backendDecoder.and(clientDecoder).assumeIsolated().whenComplete { result in
-                switch result {
-                case .success: session.start()
-                case .failure: session.abort()
-                }
-            }
-        } catch {
-            Splice.abandon(session, upgrade: upgrade, client: context.channel, engine: self.engine, error: error)
-        }
+        connection.spliceHTTP1(client: context, upgrade: upgrade, bufferBytes: admission.route.config.limits.bufferBytes)
     }
 
     // MARK: Refusals

@@ -170,33 +170,15 @@ final class HTTP2StreamHandshakeHandler: ChannelDuplexHandler, RemovableChannelH
     private func splice(_ upgrade: BackendUpgrade, admission: Admission, request: UpgradeRequest, loop: LoopContext, context: ChannelHandlerContext) {
         self.state = .spliced
         self.watcher?.streamRelayed()
-        let session = Splice.makeSession(
+        let connection = RelayConnection.open(
             engine: self.engine, admission: admission, request: request, upgrade: upgrade, listener: self.listener.name,
             started: self.started, loop: loop
         )
         let headers = HTTP2ResponseBuilder.accepted(from: upgrade.head, subprotocol: admission.clientSubprotocol)
         context.writeAndFlush(self.wrapOutboundOut(.headers(.init(headers: headers))), promise: nil)
-        do {
-            let stream = context.pipeline.syncOperations
-            try stream.addHandler(HTTP2StreamAdapter())
-            try stream.addHandler(RelayHandler(session: session, side: .client, isStream: true))
-            let backendDecoder = try Splice.attachBackend(upgrade, to: session)
-            let early = self.early
-            let earlyEnd = self.earlyEnd
-            self.early = []
-            _ = stream.removeHandler(context: context)
-            backendDecoder.assumeIsolated().whenComplete { result in
-                guard case .success = result else {
-                    session.abort()
-                    return
-                }
-                for bytes in early { session.received(bytes, from: .client) }
-                if earlyEnd { session.inputClosed(.client) }
-                session.start()
-            }
-        } catch {
-            Splice.abandon(session, upgrade: upgrade, client: context.channel, engine: self.engine, error: error)
-        }
+        let early = self.early
+        self.early = []
+        connection.spliceHTTP2Stream(context, upgrade: upgrade, early: early, earlyEnd: self.earlyEnd)
     }
 
     private func refuse(_ refusal: HandshakeRefusal, request: UpgradeRequest, route: String?, backend: String? = nil, context: ChannelHandlerContext) {

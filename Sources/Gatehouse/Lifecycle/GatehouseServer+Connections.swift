@@ -7,7 +7,7 @@ extension GatehouseServer {
         for loop in self.engine.allLoops {
             let snapshots = try? await loop.eventLoop.submit {
                 let now = NIODeadline.now()
-                return loop.sessions.values.map { $0.snapshot(now: now) }
+                return loop.connections.values.map { $0.snapshot(now: now) }
             }.get()
             result += snapshots ?? []
         }
@@ -21,8 +21,8 @@ extension GatehouseServer {
             closed += (try? await loop.eventLoop.submit {
                 let now = NIODeadline.now()
                 var count = 0
-                for session in loop.sessions.values where matching(session.snapshot(now: now)) {
-                    session.close(code: CloseCode.policyViolation, reason: "closed by administrator")
+                for connection in loop.connections.values where matching(connection.snapshot(now: now)) {
+                    connection.close(code: .policyViolation, reason: "closed by administrator")
                     count += 1
                 }
                 return count
@@ -42,7 +42,7 @@ extension GatehouseServer {
     public func liveConnectionCount() async -> Int {
         var count = 0
         for loop in self.engine.allLoops {
-            count += (try? await loop.eventLoop.submit { loop.sessions.count }.get()) ?? 0
+            count += (try? await loop.eventLoop.submit { loop.connections.count }.get()) ?? 0
         }
         return count
     }

@@ -9,8 +9,8 @@ extension GatehouseServer {
         await self.closeListeners()
         for loop in self.engine.allLoops {
             try? await loop.eventLoop.submit {
-                for session in loop.sessions.values {
-                    session.close(code: CloseCode.goingAway, reason: "server shutting down")
+                for connection in loop.connections.values {
+                    connection.close(code: .goingAway, reason: "server shutting down")
                 }
                 for connection in loop.http2Connections.values { connection.drain() }
             }.get()
@@ -22,7 +22,7 @@ extension GatehouseServer {
         }
         for loop in self.engine.allLoops {
             try? await loop.eventLoop.submit {
-                for session in loop.sessions.values { session.abort() }
+                for connection in loop.connections.values { connection.abort() }
             }.get()
         }
     }

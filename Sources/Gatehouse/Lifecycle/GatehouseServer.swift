@@ -150,7 +150,7 @@ public final class GatehouseServer: Sendable {
         await echo?.stop()
         for loop in self.engine.allLoops {
             try? await loop.eventLoop.submit {
-                for session in loop.sessions.values { session.abort() }
+                for connection in loop.connections.values { connection.abort() }
             }.get()
         }
         PidFile.remove(pidFile)

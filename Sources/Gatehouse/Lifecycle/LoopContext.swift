@@ -6,8 +6,8 @@ import NIOCore
 final class LoopContext: @unchecked Sendable {
     let eventLoop: EventLoop
     private var _state: ProxyState
-    private var _sessions: [UInt64: RelaySession] = [:]
-    private var _trafficPending: [RelaySession] = []
+    private var _connections: [UInt64: RelayConnection] = [:]
+    private var _trafficPending: [RelayConnection] = []
     private var _http2Connections: [ObjectIdentifier: HTTP2ConnectionWatcher] = [:]
 
     init(eventLoop: EventLoop, state: ProxyState) {
@@ -27,9 +27,9 @@ final class LoopContext: @unchecked Sendable {
         }
     }
 
-    /// Sessions whose traffic has not reached the metrics yet: the relay path only appends here, counters are
+    /// Connections whose traffic has not reached the metrics yet: the relay path only appends here, counters are
     /// updated when metrics are read (no shared atomics per read).
-    var trafficPending: [RelaySession] {
+    var trafficPending: [RelayConnection] {
         get {
             self.eventLoop.preconditionInEventLoop()
             return self._trafficPending
@@ -44,10 +44,10 @@ final class LoopContext: @unchecked Sendable {
     func publishTraffic() {
         let pending = self.trafficPending
         self.trafficPending.removeAll(keepingCapacity: true)
-        for session in pending where session.trafficDirty { session.reportTraffic() }
+        for connection in pending where connection.trafficDirty { connection.reportTraffic() }
     }
 
-    /// Open HTTP/2 client connections on this loop (their streams are in `sessions`), for drain's GOAWAY.
+    /// Open HTTP/2 client connections on this loop (their streams are in `connections`), for drain's GOAWAY.
     var http2Connections: [ObjectIdentifier: HTTP2ConnectionWatcher] {
         get {
             self.eventLoop.preconditionInEventLoop()
@@ -60,14 +60,14 @@ final class LoopContext: @unchecked Sendable {
     }
 
     /// Live relayed connections on this loop, by id.
-    var sessions: [UInt64: RelaySession] {
+    var connections: [UInt64: RelayConnection] {
         get {
             self.eventLoop.preconditionInEventLoop()
-            return self._sessions
+            return self._connections
         }
         _modify {
             self.eventLoop.preconditionInEventLoop()
-            yield &self._sessions
+            yield &self._connections
         }
     }
 }

@@ -79,22 +79,6 @@ final class ProxyEngine: Sendable {
         )
     }
 
-    /// Registers a relayed connection on its loop.
-    func register(_ session: RelaySession, on loop: LoopContext) {
-        loop.sessions[session.record.id] = session
-    }
-
-    /// Unregisters a finished connection and writes its access record.
-    func finished(_ session: RelaySession, ticket: AdmissionTicket, on loop: LoopContext) {
-        loop.sessions.removeValue(forKey: session.record.id)
-        ticket.release()
-        session.reportTraffic()
-        session.metrics.active.decrement()
-        session.metrics.connectionDuration.recordNanoseconds((NIODeadline.now() - session.record.started).nanoseconds)
-        self.metrics.closed(code: session.ending?.code, by: session.ending?.by ?? "unknown")
-        self.accessLog.connectionEnded(session.record, extra: session.accessMetadata)
-    }
-
     /// Logs and counts a refused handshake.
     func refused(_ refusal: HandshakeRefusal, request: UpgradeRequest?, listener: String, client: String, route: String?, backend: String? = nil) {
         (route.map { self.metrics.route($0) } ?? self.metrics.noRoute).handshake(status: refusal.status.code)

@@ -34,7 +34,7 @@ public struct ConnectionSnapshot: Sendable, Equatable {
     public var backendReadPaused: Bool
 }
 
-extension RelaySession {
+extension RelayConnection {
     /// The connection as it is now. Call on its event loop.
     func snapshot(now: NIODeadline) -> ConnectionSnapshot {
         let record = self.record
@@ -42,9 +42,9 @@ extension RelaySession {
             id: record.id, listener: record.listener, route: record.route, client: record.client,
             subject: record.subject, transport: record.transport.rawValue, backend: record.backendServer,
             ageSeconds: Double((now - record.started).nanoseconds) / 1e9, bytesFromClient: record.bytesFromClient,
-            bytesFromBackend: record.bytesFromBackend, messagesFromClient: self.fromClient.messages,
-            messagesFromBackend: self.fromBackend.messages, peakBufferedBytes: record.peakBufferedBytes,
-            clientReadPaused: self.isReadPaused(.client), backendReadPaused: self.isReadPaused(.backend)
+            bytesFromBackend: record.bytesFromBackend, messagesFromClient: self.machine.fromClient.messages,
+            messagesFromBackend: self.machine.fromBackend.messages, peakBufferedBytes: record.peakBufferedBytes,
+            clientReadPaused: self.machine.client.readPaused, backendReadPaused: self.machine.backend.readPaused
         )
     }
 }

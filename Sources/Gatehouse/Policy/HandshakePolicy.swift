@@ -19,11 +19,12 @@ enum HandshakePolicy {
         case .failure(let refusal): return eventLoop.makeFailedFuture(refusal)
         case .success(let admitted): ticket = admitted
         }
+        let dropExtensions: Set<String> = route.config.compression == .strip ? [DeflateParameters.extensionName] : []
         guard let auth = route.auth else {
             let edits = ForwardedRequest.Edits(
                 target: request.target, subprotocols: nil, dropAuthorization: false, dropCookies: [], identity: [],
                 key: request.transport == .http2 ? WebSocketAccept.randomKey() : nil,
-                allowUnderscoreHeaders: route.config.allowUnderscoreHeaders
+                allowUnderscoreHeaders: route.config.allowUnderscoreHeaders, dropExtensions: dropExtensions
             )
             return eventLoop.makeSucceededFuture(Self.admission(request, route: route, edits: edits, identity: nil, clientSubprotocol: nil, ticket: ticket))
         }
@@ -83,7 +84,7 @@ enum HandshakePolicy {
                 dropCookies: cookies,
                 identity: headers,
                 key: request.transport == .http2 ? WebSocketAccept.randomKey() : nil,
-                allowUnderscoreHeaders: route.config.allowUnderscoreHeaders
+                allowUnderscoreHeaders: route.config.allowUnderscoreHeaders, dropExtensions: dropExtensions
             )
             // A browser that offered only the token entry fails a handshake whose answer selects no protocol:
             // answer it with that entry itself (a token, as RFC 6455 requires, so the answer header is well formed).

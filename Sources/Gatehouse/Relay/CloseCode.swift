@@ -1,4 +1,5 @@
-/// Close status codes (RFC 6455 §7.4) the proxy sends, and the check of codes peers send.
+/// Close status codes (RFC 6455 §7.4) as wire numbers, and the check of codes peers send. The frame scanner reports
+/// violations with these; the relay's state machine reasons with ``WebSocketCloseCode``.
 public enum CloseCode {
     /// Normal closure.
     public static let normal: UInt16 = 1000

@@ -3,9 +3,11 @@ import NIOCore
 /// Reads the frame headers of one direction of a relayed WebSocket and splits its bytes into runs that may be
 /// forwarded untouched and the few frames the proxy must look at.
 ///
-/// Payloads are never copied or unmasked: a run is a slice of the bytes read. Only a header cut by a read
-/// boundary (at most 13 bytes) and a held control frame (at most 139 bytes) are copied. Verdicts do not depend on
-/// how the stream is chunked.
+/// Payloads are never changed: a run is a slice of the bytes read. Only a header cut by a read boundary (at most 13
+/// bytes) and a held control frame (at most 139 bytes) are copied, and, when permessage-deflate messages are
+/// inspected, compressed payload bytes in small pieces (unmasked into a scratch buffer to be inflated and counted).
+/// Verdicts do not depend on how the stream is chunked (where a compressed frame is cut on a violation may, by the
+/// byte or two zlib reads ahead).
 struct FrameScanner {
     /// What this direction must obey.
     struct Rules {
@@ -19,6 +21,10 @@ struct FrameScanner {
         var maxMessageBytes: UInt64 = .max
         /// Data messages per second, with a burst of one second's worth; nil for no limit.
         var messagesPerSecond: Int?
+        /// How the sender compresses, when its compressed (RSV1) messages must be inflated to count their size
+        /// against `maxMessageBytes` (permessage-deflate negotiated and `compression: inspect`); nil counts wire
+        /// bytes only.
+        var inflate: DeflateParameters.Sender?
     }
 
     /// The next thing to do with the bytes of this direction.
@@ -27,7 +33,9 @@ struct FrameScanner {
         case forward(ByteBuffer)
         /// A complete control frame held back for the proxy: its original bytes and its unmasked payload.
         case control(opcode: UInt8, frame: ByteBuffer, payload: [UInt8])
-        /// The peer broke a rule; nothing of the offending frame was forwarded.
+        /// The peer broke a rule. Nothing of the offending frame was forwarded, except when a compressed message
+        /// passed a limit or turned out corrupt while inflated: then its frame was cut where the inflater stopped
+        /// (``forwardedWholeFrames`` stays false).
         case violation(code: UInt16, reason: String)
         /// Every byte given was used; wait for more.
         case needMore
@@ -37,7 +45,8 @@ struct FrameScanner {
         case header
         case payload(remaining: UInt64)
         case holding(FrameHeader)
-        case failed
+        /// A violation was found; `midFrame` when part of the offending frame was forwarded.
+        case failed(midFrame: Bool)
     }
 
     var rules: Rules
@@ -50,6 +59,16 @@ struct FrameScanner {
     private var messageBytes: UInt64 = 0
     private var tokens: Double = 0
     private var refilled: NIODeadline = .uptimeNanoseconds(0)
+    /// Inflates compressed messages; made at the first one.
+    private var inspector: DeflateInspector?
+    /// The current data message is compressed and inflated as it passes.
+    private var inflatingMessage = false
+    /// Its inflater has not been told the message started.
+    private var messageStarting = false
+    /// The data frame whose payload is passing, when that payload is inflated.
+    private var inflatedFrame: FrameHeader?
+    /// A violation found while forwarding the run that precedes it.
+    private var pendingViolation: (code: UInt16, reason: String)?
 
     /// Frames seen.
     private(set) var frames = 0
@@ -65,8 +84,11 @@ struct FrameScanner {
 
     /// Whether everything forwarded so far ends on a frame boundary, so the proxy may insert a frame of its own.
     var forwardedWholeFrames: Bool {
-        if case .payload = self.state { return false }
-        return true
+        switch self.state {
+        case .payload: return false
+        case .failed(let midFrame): return !midFrame
+        case .header, .holding: return true
+        }
     }
 
     /// Whether a data message is in progress (a frame of its own may still be inserted between fragments).
@@ -76,6 +98,10 @@ struct FrameScanner {
         switch self.state {
         case .failed:
             buffer.moveReaderIndex(to: buffer.writerIndex)
+            if let violation = self.pendingViolation {
+                self.pendingViolation = nil
+                return .violation(code: violation.code, reason: violation.reason)
+            }
             return .needMore
         case .holding(let header):
             return self.continueHolding(header, &buffer)
@@ -96,6 +122,9 @@ struct FrameScanner {
             switch self.state {
             case .payload(let remaining):
                 let take = min(UInt64(end - cursor), remaining)
+                if let cut = self.inflate(buffer, at: cursor, count: Int(take), remainingAfter: remaining - take) {
+                    return self.stop(at: cursor + cut, runStart: start, &buffer)
+                }
                 cursor += Int(take)
                 self.state = take == remaining ? .header : .payload(remaining: remaining - take)
             case .header:
@@ -129,6 +158,9 @@ struct FrameScanner {
                 self.account(header)
                 cursor += header.headerLength
                 let take = min(UInt64(end - cursor), header.payloadLength)
+                if let cut = self.inflate(buffer, at: cursor, count: Int(take), remainingAfter: header.payloadLength - take) {
+                    return self.stop(at: cursor + cut, runStart: start, &buffer)
+                }
                 cursor += Int(take)
                 self.state = take == header.payloadLength ? .header : .payload(remaining: header.payloadLength - take)
             case .holding, .failed:
@@ -174,6 +206,9 @@ struct FrameScanner {
                 return self.continueHolding(header, &buffer)
             }
             self.state = header.payloadLength == 0 ? .header : .payload(remaining: header.payloadLength)
+            if self.inflate(buffer, at: buffer.readerIndex, count: 0, remainingAfter: header.payloadLength) != nil {
+                buffer.moveReaderIndex(to: buffer.writerIndex)
+            }
             return .forward(stash)
         }
     }
@@ -249,11 +284,18 @@ struct FrameScanner {
 
     private mutating func account(_ header: FrameHeader) {
         self.frames &+= 1
-        guard !header.isControl else { return }
+        guard !header.isControl else {
+            self.inflatedFrame = nil
+            return
+        }
         self.dataFrames &+= 1
         if header.opcode != FrameOpcode.continuation {
             self.messages &+= 1
             self.messageBytes = 0
+            // Only compressed messages go through the inflater (uncompressed ones are not part of the sender's
+            // deflate stream either).
+            self.inflatingMessage = self.rules.inflate != nil && header.rsv & 0b100 != 0
+            self.messageStarting = self.inflatingMessage
             if let rate = self.rules.messagesPerSecond {
                 self.tokens = self.availableTokens(rate: rate) - 1
                 self.refilled = .now()
@@ -261,6 +303,7 @@ struct FrameScanner {
         }
         self.messageBytes &+= header.payloadLength
         self.inMessage = !header.fin
+        self.inflatedFrame = self.inflatingMessage ? header : nil
     }
 
     /// Tokens in the bucket now (capacity: one second's worth).
@@ -270,8 +313,67 @@ struct FrameScanner {
     }
 
     private mutating func fail(_ code: UInt16, _ reason: String, _ buffer: inout ByteBuffer) -> Event {
-        self.state = .failed
+        self.state = .failed(midFrame: false)
         buffer.moveReaderIndex(to: buffer.writerIndex)
         return .violation(code: code, reason: reason)
+    }
+
+    // MARK: Compressed messages
+
+    /// Inflates the payload bytes of a compressed message as they pass, `count` bytes at `index`, with
+    /// `remainingAfter` bytes of the frame still to come. On a violation it becomes pending and the result says how
+    /// many of these bytes may still be forwarded (those the inflater read before it stopped); nil otherwise.
+    private mutating func inflate(_ buffer: ByteBuffer, at index: Int, count: Int, remainingAfter: UInt64) -> Int? {
+        guard let frame = self.inflatedFrame else { return nil }
+        if self.inspector == nil, let sender = self.rules.inflate {
+            self.inspector = DeflateInspector(sender: sender, limit: self.rules.maxMessageBytes)
+        }
+        var outcome = DeflateInspector.Outcome.fine
+        if self.messageStarting {
+            self.messageStarting = false
+            outcome = self.inspector?.startMessage() ?? .fine
+        }
+        if outcome == .fine && count > 0 {
+            let offset = frame.payloadLength - remainingAfter - UInt64(count)
+            outcome = self.inspector?.feed(
+                buffer, at: index, count: count, mask: frame.masked ? frame.maskKey : nil, maskOffset: offset
+            ) ?? .fine
+        }
+        if outcome == .fine && remainingAfter == 0 && frame.fin {
+            outcome = self.inspector?.finishMessage() ?? .fine
+            outcome = Self.atEnd(outcome, count)
+        }
+        let accepted: Int
+        switch outcome {
+        case .fine:
+            return nil
+        case .overLimit(let read):
+            accepted = read
+            self.pendingViolation = (CloseCode.messageTooBig, "message larger than \(self.rules.maxMessageBytes) bytes inflated")
+        case .corrupt(let read):
+            accepted = read
+            self.pendingViolation = (CloseCode.invalidPayload, "invalid compressed data")
+        }
+        self.state = .failed(midFrame: accepted < count || remainingAfter > 0)
+        return accepted
+    }
+
+    /// An outcome of the end of a message, whose bytes were all read.
+    private static func atEnd(_ outcome: DeflateInspector.Outcome, _ count: Int) -> DeflateInspector.Outcome {
+        switch outcome {
+        case .fine: return .fine
+        case .overLimit: return .overLimit(accepted: count)
+        case .corrupt: return .corrupt(accepted: count)
+        }
+    }
+
+    /// Ends a run at `position` because of a pending violation: the run is forwarded first, the violation follows.
+    private mutating func stop(at position: Int, runStart: Int, _ buffer: inout ByteBuffer) -> Event {
+        let run = position > runStart ? buffer.readSlice(length: position - runStart) : nil
+        buffer.moveReaderIndex(to: buffer.writerIndex)
+        if let run { return .forward(run) }
+        guard let violation = self.pendingViolation else { return .needMore }
+        self.pendingViolation = nil
+        return .violation(code: violation.code, reason: violation.reason)
     }
 }

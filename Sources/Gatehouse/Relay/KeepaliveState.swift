@@ -1,18 +1,18 @@
 import NIOCore
 
-/// The proxy's own pings to a quiet client, and what idle detection last saw.
+/// The proxy's own pings to a quiet client, and what idle detection last saw. Time is passed in, never read.
 struct KeepaliveState {
     /// Payload of the ping waiting for its pong.
     private(set) var outstanding: [UInt8]?
     /// When that ping was sent.
-    private(set) var sentAt = NIODeadline.now()
+    private(set) var sentAt = NIODeadline.uptimeNanoseconds(0)
     private var counter: UInt64 = 0
-    /// Client bytes seen at the last tick, and since when they have not changed.
-    var clientBytes = 0
-    var clientQuietSince = NIODeadline.now()
+    /// Whether the client sent anything since the last tick, and since when it has been quiet.
+    var clientHeard = false
+    var clientQuietSince = NIODeadline.uptimeNanoseconds(0)
     /// Data frames seen at the last tick, and since when they have not changed.
     var dataFrames = 0
-    var dataQuietSince = NIODeadline.now()
+    var dataQuietSince = NIODeadline.uptimeNanoseconds(0)
 
     /// A payload for the next ping, remembered as outstanding.
     mutating func nextPing(now: NIODeadline) -> [UInt8] {

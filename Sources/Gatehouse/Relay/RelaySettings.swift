@@ -16,8 +16,10 @@ struct RelaySettings {
     /// Rules of the backend-to-client direction.
     var backendRules: FrameScanner.Rules
 
-    /// Settings for a route's limits, given what the backend's 101 negotiated.
-    init(limits: LimitsConfig, negotiatedExtensions: [Substring], expiresAt: NIODeadline?) {
+    /// Settings for a route's limits and `compression`, given what the backend's 101 negotiated.
+    init(
+        limits: LimitsConfig, negotiatedExtensions: [Substring], expiresAt: NIODeadline?, compression: CompressionMode = .inspect
+    ) {
         self.closeTimeout = TimeAmount(limits.closeTimeout)
         self.keepaliveInterval = limits.keepaliveInterval == .zero ? nil : TimeAmount(limits.keepaliveInterval)
         self.idleTimeout = limits.idleTimeout == .zero ? nil : TimeAmount(limits.idleTimeout)
@@ -28,13 +30,17 @@ struct RelaySettings {
         if names.contains(where: { $0 != "permessage-deflate" }) { allowed = 0b111 }
         let maxFrame = limits.maxFrameBytes.map(UInt64.init) ?? .max
         let maxMessage = limits.maxMessageBytes.map(UInt64.init) ?? .max
+        // Compressed messages are inflated only when there is a message limit to enforce on them; `strip` inspects
+        // too, in case a backend accepts the extension nobody offered it.
+        let deflate = compression == .passthrough || limits.maxMessageBytes == nil
+            ? nil : DeflateParameters(negotiated: negotiatedExtensions)
         self.clientRules = FrameScanner.Rules(
             requireMask: true, allowedRSV: allowed, maxFrameBytes: maxFrame, maxMessageBytes: maxMessage,
-            messagesPerSecond: limits.messagesPerSecond
+            messagesPerSecond: limits.messagesPerSecond, inflate: deflate?.client
         )
         self.backendRules = FrameScanner.Rules(
             requireMask: false, allowedRSV: allowed, maxFrameBytes: maxFrame, maxMessageBytes: maxMessage,
-            messagesPerSecond: limits.messagesPerSecond
+            messagesPerSecond: limits.messagesPerSecond, inflate: deflate?.server
         )
     }
 }

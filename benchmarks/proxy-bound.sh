@@ -1,0 +1,371 @@
+#!/usr/bin/env bash
+# Gatehouse, nginx and HAProxy as WebSocket proxies in the regime where the proxy is the bottleneck: a Go echo
+# backend and a Go load generator (gorilla/websocket, both multi-threaded and cheaper per message than any proxy)
+# on this machine's loopback; `direct` (client straight to the backend) shows the ceiling. Every proxy runs with
+# the same number of workers/threads. See README.md (proxy-bound.sh) for what each scenario measures.
+#
+# Environment (defaults in brackets; QUICK=1 shrinks everything to a ~2-minute smoke test whose numbers mean little):
+#   REPS [3]  DURATION [8] (64 B saturated, ws and wss)  PACED_DURATION [5]  PACED_RATE [10000] echoes/s
+#   LARGE_DURATION [5] (16 KiB)  HS_DURATION [5]  HS_PARALLEL [20]  WARMUP [1]  CONNS [50]
+#   IDLE_CONNS [2000]  IDLE_HOLD [1]  PROXY_THREADS [2]  ECHO_PROCS [nproc]  LOAD_PROCS [nproc]
+#   GATEHOUSE_BIN [../.build/release/gatehouse]  GATEHOUSE_LABEL [] (names the build in the table)
+#   GATEHOUSE_B_BIN [] (a second Gatehouse build, measured as the extra target gatehouse_b, interleaved with the
+#   others: an A/B of two builds in one run)  GATEHOUSE_B_LABEL []
+#   SCENARIOS [ws64 paced ws16k wss64 handshake idle] (a subset runs only those)
+#   PORT_BASE [18300]  KEEP_WORK [0]
+#   RESULTS_DIR [benchmarks/results]  RESULTS_NAME [proxy-bound]
+set -euo pipefail
+
+BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT_DIR="$(cd "$BENCH_DIR/.." && pwd)"
+RESULTS_DIR="${RESULTS_DIR:-$BENCH_DIR/results}"
+RESULTS_NAME="${RESULTS_NAME:-proxy-bound}"
+export DEBIAN_FRONTEND=noninteractive
+
+QUICK="${QUICK:-0}"
+if [[ "$QUICK" == 1 ]]; then
+  : "${REPS:=1}" "${DURATION:=2}" "${PACED_DURATION:=2}" "${LARGE_DURATION:=2}" "${HS_DURATION:=2}"
+  : "${IDLE_CONNS:=500}" "${IDLE_HOLD:=0.5}"
+fi
+REPS="${REPS:-3}"
+DURATION="${DURATION:-8}"
+PACED_DURATION="${PACED_DURATION:-5}"
+PACED_RATE="${PACED_RATE:-10000}"
+LARGE_DURATION="${LARGE_DURATION:-5}"
+HS_DURATION="${HS_DURATION:-5}"
+HS_PARALLEL="${HS_PARALLEL:-20}"
+WARMUP="${WARMUP:-1}"
+CONNS="${CONNS:-50}"
+IDLE_CONNS="${IDLE_CONNS:-2000}"
+IDLE_HOLD="${IDLE_HOLD:-1}"
+CORES="$(nproc)"
+PROXY_THREADS="${PROXY_THREADS:-2}"
+ECHO_PROCS="${ECHO_PROCS:-$CORES}"
+LOAD_PROCS="${LOAD_PROCS:-$CORES}"
+GATEHOUSE_BIN="${GATEHOUSE_BIN:-$ROOT_DIR/.build/release/gatehouse}"
+GATEHOUSE_B_BIN="${GATEHOUSE_B_BIN:-}"
+PORT_BASE="${PORT_BASE:-18300}"
+KEEP_WORK="${KEEP_WORK:-0}"
+SCENARIOS="${SCENARIOS:-ws64 paced ws16k wss64 handshake idle}"
+for scenario in $SCENARIOS; do
+  case "$scenario" in ws64 | paced | ws16k | wss64 | handshake | idle) ;; *) echo "unknown scenario $scenario" >&2; exit 1 ;; esac
+done
+want() { [[ " $SCENARIOS " == *" $1 "* ]]; }
+
+GH_PLAIN=$PORT_BASE; GH_TLS=$((PORT_BASE + 10))
+NG_PLAIN=$((PORT_BASE + 1)); NG_TLS=$((PORT_BASE + 11))
+HA_PLAIN=$((PORT_BASE + 2)); HA_TLS=$((PORT_BASE + 12))
+GHB_PLAIN=$((PORT_BASE + 3)); GHB_TLS=$((PORT_BASE + 13))
+ECHO_PLAIN=$((PORT_BASE + 20)); ECHO_TLS=$((PORT_BASE + 21))
+HOST=127.0.0.1
+
+LOG_TAG=proxy-bound
+# shellcheck source=benchmarks/lib.sh
+source "$BENCH_DIR/lib.sh"
+
+RUN_START=$(date +%s)
+WORK="$(mktemp -d /tmp/gatehouse-proxy-bound.XXXXXX)"
+LOG_DIR="$WORK"
+chmod 755 "$WORK"  # nginx workers run as www-data and must reach their temp directories
+declare -A PIDS=()
+
+cleanup() {
+  local status=$?
+  for name in "${!PIDS[@]}"; do stop_pid "${PIDS[$name]}"; done
+  if [[ "$KEEP_WORK" == 1 || $status -ne 0 ]]; then log "scratch directory kept: $WORK"; else rm -rf "$WORK"; fi
+  exit $status
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- prerequisites ---------------------------------------------------------------------------------------------
+ulimit -n "$(ulimit -Hn)" || true
+[[ $(ulimit -n) -ge $((IDLE_CONNS * 3 + 1000)) ]] || die "open-file limit $(ulimit -n) is too low for IDLE_CONNS=$IDLE_CONNS"
+
+GOPATH_DEBIAN=/usr/share/gocode
+need=()
+command -v nginx >/dev/null || need+=(nginx)
+command -v haproxy >/dev/null || need+=(haproxy)
+command -v go >/dev/null || need+=(golang-go)
+[[ -d $GOPATH_DEBIAN/src/github.com/gorilla/websocket ]] || need+=(golang-github-gorilla-websocket-dev)
+if ((${#need[@]})); then
+  [[ $(id -u) == 0 ]] || die "missing Debian packages: ${need[*]}"
+  log "installing ${need[*]}"
+  apt-get update -qq
+  apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+command -v python3 >/dev/null || die "python3 is needed to summarize results"
+[[ -x "$GATEHOUSE_BIN" ]] || die "no gatehouse binary at $GATEHOUSE_BIN: run 'swift build -c release --product gatehouse' in $ROOT_DIR or set GATEHOUSE_BIN"
+[[ -z "$GATEHOUSE_B_BIN" || -x "$GATEHOUSE_B_BIN" ]] || die "no gatehouse binary at GATEHOUSE_B_BIN=$GATEHOUSE_B_BIN"
+
+for port in $GH_PLAIN $GH_TLS $NG_PLAIN $NG_TLS $HA_PLAIN $HA_TLS $GHB_PLAIN $GHB_TLS $ECHO_PLAIN $ECHO_TLS; do
+  if ss -Hltn "sport = :$port" | grep -q .; then die "port $port is in use; set PORT_BASE"; fi
+done
+
+# The Go tools are built from source on every run, in GOPATH mode against Debian's gorilla/websocket: no
+# module downloads, and no binaries in the repository.
+log "building the Go echo backend and load generator"
+mkdir -p "$WORK/bin"
+(cd "$BENCH_DIR" && export GO111MODULE=off GOPATH=$GOPATH_DEBIAN GOFLAGS= &&
+  go build -o "$WORK/bin/echo" ./go/echo && go build -o "$WORK/bin/load" ./go/load) >&2
+LOAD="$WORK/bin/load"
+
+# --- certificate and configurations ----------------------------------------------------------------------------
+# One ECDSA P-256 certificate for every TLS listener (the backend's too), so TLS costs are comparable.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj "/CN=localhost" \
+  -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
+cat "$WORK/cert.pem" "$WORK/key.pem" >"$WORK/haproxy.pem"
+chmod 644 "$WORK"/*.pem
+
+# The same shape as compare.sh's configurations: no access log, no admin listener, default limits; every proxy
+# forwards plain WebSockets to the backend's ws listener.
+cat >"$WORK/gatehouse.yaml" <<EOF
+threads: $PROXY_THREADS
+listeners:
+  - name: plain
+    bind: "$HOST:$GH_PLAIN"
+  - name: tls
+    bind: "$HOST:$GH_TLS"
+    tls:
+      certificates:
+        - { cert: $WORK/cert.pem, key: $WORK/key.pem }
+      min_version: "1.2"
+backends:
+  - name: echo
+    servers: ["$HOST:$ECHO_PLAIN"]
+routes:
+  - name: echo
+    path: "/echo"
+    backend: echo
+    origins: ["*"]
+log: { level: warning, access_log: false }
+EOF
+# The second build gets the same configuration on its own ports.
+sed -e "s/:$GH_PLAIN\"/:$GHB_PLAIN\"/" -e "s/:$GH_TLS\"/:$GHB_TLS\"/" "$WORK/gatehouse.yaml" >"$WORK/gatehouse-b.yaml"
+
+mkdir -p "$WORK/nginx"
+NGINX_USER=""
+if [[ $(id -u) == 0 ]] && id www-data >/dev/null 2>&1; then NGINX_USER="user www-data;"; fi
+cat >"$WORK/nginx/nginx.conf" <<EOF
+$NGINX_USER
+worker_processes $PROXY_THREADS;
+worker_rlimit_nofile $(ulimit -Hn);
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log warn;
+events {
+  worker_connections $(( $(ulimit -Hn) - 1000 ));
+}
+http {
+  access_log off;
+  client_body_temp_path $WORK/nginx/client_body;
+  proxy_temp_path $WORK/nginx/proxy;
+  fastcgi_temp_path $WORK/nginx/fastcgi;
+  uwsgi_temp_path $WORK/nginx/uwsgi;
+  scgi_temp_path $WORK/nginx/scgi;
+  map \$http_upgrade \$connection_upgrade {
+    default upgrade;
+    ''      close;
+  }
+  upstream echo {
+    server $HOST:$ECHO_PLAIN;
+  }
+  server {
+    listen $HOST:$NG_PLAIN backlog=4096;
+    listen $HOST:$NG_TLS ssl backlog=4096;
+    ssl_certificate $WORK/cert.pem;
+    ssl_certificate_key $WORK/key.pem;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    location /echo {
+      proxy_pass http://echo;
+      proxy_http_version 1.1;
+      proxy_set_header Upgrade \$http_upgrade;
+      proxy_set_header Connection \$connection_upgrade;
+      proxy_set_header Host \$host;
+      proxy_connect_timeout 5s;
+      proxy_read_timeout 1h;
+      proxy_send_timeout 1h;
+    }
+  }
+}
+EOF
+
+HA_MAXCONN=$(( ($(ulimit -Hn) - 1000) / 2 ))
+cat >"$WORK/haproxy.cfg" <<EOF
+global
+  nbthread $PROXY_THREADS
+  maxconn $HA_MAXCONN
+  ssl-default-bind-options ssl-min-ver TLSv1.2
+defaults
+  mode http
+  maxconn $HA_MAXCONN
+  timeout connect 5s
+  timeout client 1h
+  timeout server 1h
+  timeout tunnel 1h
+  timeout http-request 10s
+frontend websocket
+  bind $HOST:$HA_PLAIN backlog 4096
+  bind $HOST:$HA_TLS ssl crt $WORK/haproxy.pem alpn h2,http/1.1 backlog 4096
+  default_backend echo
+backend echo
+  server echo1 $HOST:$ECHO_PLAIN
+EOF
+
+# --- processes -------------------------------------------------------------------------------------------------
+start_server() {
+  local name="$1"
+  case "$name" in
+    echo) "$WORK/bin/echo" -addr "$HOST:$ECHO_PLAIN" -tls-addr "$HOST:$ECHO_TLS" -cert "$WORK/cert.pem" \
+            -key "$WORK/key.pem" -procs "$ECHO_PROCS" >>"$WORK/echo.log" 2>&1 & ;;
+    gatehouse) "$GATEHOUSE_BIN" run --config "$WORK/gatehouse.yaml" >>"$WORK/gatehouse.log" 2>&1 & ;;
+    gatehouse_b) "$GATEHOUSE_B_BIN" run --config "$WORK/gatehouse-b.yaml" >>"$WORK/gatehouse_b.log" 2>&1 & ;;
+    nginx) nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -g 'daemon off;' >>"$WORK/nginx.log" 2>&1 & ;;
+    haproxy) haproxy -db -f "$WORK/haproxy.cfg" >>"$WORK/haproxy.log" 2>&1 & ;;
+  esac
+  PIDS[$name]=$!
+  case "$name" in
+    echo) wait_port "$ECHO_PLAIN" echo; wait_port "$ECHO_TLS" echo ;;
+    gatehouse) wait_port "$GH_PLAIN" gatehouse; wait_port "$GH_TLS" gatehouse ;;
+    gatehouse_b) wait_port "$GHB_PLAIN" gatehouse_b; wait_port "$GHB_TLS" gatehouse_b ;;
+    nginx) wait_port "$NG_PLAIN" nginx; wait_port "$NG_TLS" nginx ;;
+    haproxy) wait_port "$HA_PLAIN" haproxy; wait_port "$HA_TLS" haproxy ;;
+  esac
+}
+
+stop_server() {
+  local name="$1"
+  [[ -n "${PIDS[$name]:-}" ]] && stop_pid "${PIDS[$name]}"
+  unset "PIDS[$name]"
+}
+
+url_of() {  # url_of TARGET ws|wss; `direct` is the backend itself
+  local port
+  case "$1:$2" in
+    direct:ws) port=$ECHO_PLAIN ;; direct:wss) port=$ECHO_TLS ;;
+    gatehouse:ws) port=$GH_PLAIN ;; gatehouse:wss) port=$GH_TLS ;;
+    gatehouse_b:ws) port=$GHB_PLAIN ;; gatehouse_b:wss) port=$GHB_TLS ;;
+    nginx:ws) port=$NG_PLAIN ;; nginx:wss) port=$NG_TLS ;;
+    haproxy:ws) port=$HA_PLAIN ;; haproxy:wss) port=$HA_TLS ;;
+    *) return 1 ;;
+  esac
+  echo "$2://$HOST:$port/echo"
+}
+
+# --- scenarios -------------------------------------------------------------------------------------------------
+RAW="$WORK/raw.jsonl"
+: >"$RAW"
+
+record() {  # record SCENARIO TARGET REP OUTFILE STATUS
+  python3 - "$@" >>"$RAW" <<'EOF'
+import json, sys
+scenario, target, rep, path, status = sys.argv[1:6]
+text = open(path).read().strip()
+try:
+    result = json.loads(text.splitlines()[-1]) if text else None
+except ValueError:
+    result = None
+print(json.dumps({"scenario": scenario, "target": target, "rep": int(rep), "exit": int(status), "result": result}))
+EOF
+}
+
+run_case() {  # run_case SCENARIO TARGET REP SECONDS -- load arguments...
+  local scenario="$1" target="$2" rep="$3" seconds="$4"; shift 5
+  local out="$WORK/$scenario.$target.$rep.json" status=0
+  local watch=()
+  # The proxy's CPU (with nginx's workers) is the measured cost; the backend's is reported beside it.
+  [[ "$target" != direct ]] && watch=(-watch "${PIDS[$target]}")
+  log "rep $rep  $scenario  $target"
+  # The load generator bounds itself; timeout is a second fence against a hung run.
+  timeout -k 5 "$(awk -v s="$seconds" 'BEGIN { printf "%d", s + 60 }')" \
+    "$LOAD" "$@" -procs "$LOAD_PROCS" "${watch[@]}" -watch-other "${PIDS[echo]}" >"$out" 2>>"$WORK/load.log" || status=$?
+  [[ $status == 0 ]] || log "  exit $status (see $WORK/load.log)"
+  record "$scenario" "$target" "$rep" "$out" "$status"
+  sleep 0.3  # let closing connections drain before the next case
+}
+
+TARGETS=(direct gatehouse nginx haproxy)
+PROXIES=(gatehouse nginx haproxy)
+if [[ -n "$GATEHOUSE_B_BIN" ]]; then TARGETS+=(gatehouse_b); PROXIES+=(gatehouse_b); fi
+rotate() {  # rotate N items...: the items starting at index N mod count, so no target always goes first
+  local n="$1"; shift
+  local items=("$@") count=$#
+  for ((i = 0; i < count; i++)); do echo "${items[$(((n + i) % count))]}"; done
+}
+
+start_server echo
+for name in "${PROXIES[@]}"; do start_server "$name"; done
+log "servers up: echo=${PIDS[echo]} gatehouse=${PIDS[gatehouse]} nginx=${PIDS[nginx]} haproxy=${PIDS[haproxy]} gatehouse_b=${PIDS[gatehouse_b]:-none}"
+BENCH_START=$(date +%s)
+LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg)"
+
+echo_args() {  # echo_args URL SIZE DURATION [RATE]
+  echo -mode echo -url "$1" -ca "$WORK/cert.pem" -conns "$CONNS" -size "$2" -duration "$3" -warmup "$WARMUP" -rate "${4:-0}"
+}
+
+for ((rep = 1; rep <= REPS; rep++)); do
+  if want ws64; then
+    for target in $(rotate "$rep" "${TARGETS[@]}"); do
+      # shellcheck disable=SC2046 # word splitting of echo_args is wanted (no spaces in its values)
+      run_case ws64 "$target" "$rep" "$DURATION" -- $(echo_args "$(url_of "$target" ws)" 64 "$DURATION")
+    done
+  fi
+  if want paced; then
+    for target in $(rotate "$rep" "${TARGETS[@]}"); do
+      # shellcheck disable=SC2046
+      run_case ws64_paced "$target" "$rep" "$PACED_DURATION" -- \
+        $(echo_args "$(url_of "$target" ws)" 64 "$PACED_DURATION" "$PACED_RATE")
+    done
+  fi
+  if want ws16k; then
+    for target in $(rotate "$rep" "${TARGETS[@]}"); do
+      # shellcheck disable=SC2046
+      run_case ws16k "$target" "$rep" "$LARGE_DURATION" -- $(echo_args "$(url_of "$target" ws)" 16384 "$LARGE_DURATION")
+    done
+  fi
+  if want wss64; then
+    for target in $(rotate "$rep" "${TARGETS[@]}"); do
+      # shellcheck disable=SC2046
+      run_case wss64 "$target" "$rep" "$DURATION" -- $(echo_args "$(url_of "$target" wss)" 64 "$DURATION")
+    done
+  fi
+  if want handshake; then
+    for target in $(rotate "$rep" "${TARGETS[@]}"); do
+      # No -ca: skipping chain verification spares the client one ECDSA verify per handshake; the server's
+      # work is the same either way.
+      run_case handshake "$target" "$rep" "$HS_DURATION" -- -mode handshake -url "$(url_of "$target" wss)" \
+        -parallel "$HS_PARALLEL" -duration "$HS_DURATION" -warmup "$WARMUP"
+    done
+  fi
+  if want idle; then
+    for target in $(rotate "$rep" "${PROXIES[@]}"); do
+      # A fresh proxy per measurement: memory an earlier run freed and the allocator kept would hide the cost of
+      # new connections.
+      stop_server "$target"; start_server "$target"
+      run_case idle "$target" "$rep" "$IDLE_HOLD" -- -mode idle -url "$(url_of "$target" ws)" \
+        -conns "$IDLE_CONNS" -hold "$IDLE_HOLD" -settle 1 -concurrency 100
+    done
+  fi
+done
+
+for name in "${!PIDS[@]}"; do
+  kill -0 "${PIDS[$name]}" 2>/dev/null || log "warning: $name (pid ${PIDS[$name]}) is no longer running"
+done
+
+# --- summary ---------------------------------------------------------------------------------------------------
+mkdir -p "$RESULTS_DIR"
+export RUN_SECONDS=$(( $(date +%s) - RUN_START )) BENCH_SECONDS=$(( $(date +%s) - BENCH_START ))
+export LOAD_START LOAD_END="$(cut -d' ' -f1-3 /proc/loadavg)"
+export REPS DURATION PACED_DURATION PACED_RATE LARGE_DURATION HS_DURATION HS_PARALLEL WARMUP CONNS IDLE_CONNS IDLE_HOLD
+export SCENARIOS PROXY_THREADS ECHO_PROCS LOAD_PROCS QUICK CORES GATEHOUSE_BIN
+export NGINX_VERSION="$(nginx -v 2>&1 | sed 's/.*nginx\///')"
+export HAPROXY_VERSION="$(haproxy -v | head -1 | awk '{print $3}')"
+export GO_VERSION="$(go version | awk '{print $3}')"
+export GORILLA_VERSION="$(dpkg-query -W -f='${Version}' golang-github-gorilla-websocket-dev 2>/dev/null || echo unknown)"
+# Which build was measured: GATEHOUSE_LABEL (e.g. a commit) if given, and the binary's checksum.
+export GATEHOUSE_LABEL="${GATEHOUSE_LABEL:-}" GATEHOUSE_SHA256="$(sha256sum "$GATEHOUSE_BIN" | cut -c1-12)"
+export GATEHOUSE_B_LABEL="${GATEHOUSE_B_LABEL:-}" GATEHOUSE_B_SHA256=""
+[[ -z "$GATEHOUSE_B_BIN" ]] || GATEHOUSE_B_SHA256="$(sha256sum "$GATEHOUSE_B_BIN" | cut -c1-12)"
+export CPU_MODEL="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')"
+export KERNEL="$(uname -r)"
+python3 "$BENCH_DIR/proxy_bound_summary.py" "$RAW" "$RESULTS_DIR/$RESULTS_NAME.json" "$RESULTS_DIR/$RESULTS_NAME.md"
+cat "$RESULTS_DIR/$RESULTS_NAME.md"
