@@ -98,12 +98,10 @@ struct BackpressureTests {
         await backend.stop()
     }
 
+    /// The pause flags live in connection snapshots, which announce no change: a bounded `eventually`.
     func waitFor(_ proxy: TestProxy, seconds: Double, _ condition: (ConnectionSnapshot) -> Bool) async throws -> ConnectionSnapshot {
-        let deadline = ContinuousClock.now + .milliseconds(Int(seconds * 1000))
-        while ContinuousClock.now < deadline {
-            if let snapshot = await proxy.server.connections().first, condition(snapshot) { return snapshot }
-            try await Task.sleep(for: .milliseconds(20))
+        try await eventuallyValue("connection state", deadline: .milliseconds(Int(seconds * 1000))) {
+            await proxy.server.connections().first.flatMap { condition($0) ? $0 : nil }
         }
-        throw TestError.timeout("connection state")
     }
 }

@@ -9,6 +9,20 @@ struct CLITests {
         URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("gatehouse").path
     }
 
+    /// Starts `gatehouse echo` on an ephemeral port and waits for the line announcing it (the port comes from that
+    /// line, so no other test can take it in between). `stdbuf -oL`: the line is printed through a buffered stdout.
+    static func startEcho(_ arguments: [String]) async throws -> (ChildProcess, Int) {
+        let process = try ChildProcess.start("/usr/bin/env", ["stdbuf", "-oL", Self.binary, "echo", "--bind", "127.0.0.1:0"] + arguments)
+        do {
+            let line = try await process.waitForLine(containing: "echo server listening on ")
+            guard let port = line.split(separator: ":").last.flatMap({ Int($0) }) else { throw TestError("no port in '\(line)'") }
+            return (process, port)
+        } catch {
+            process.stop()
+            throw error
+        }
+    }
+
     func write(_ text: String) throws -> String {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("gatehouse-cli-\(UUID().uuidString).yaml").path
         try text.write(toFile: path, atomically: true, encoding: .utf8)
@@ -45,20 +59,9 @@ struct CLITests {
 
 extension CLITests {
     @Test func echoCommandServesWebSockets() async throws {
-        let port = try await DrainTests.freePort()
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: Self.binary)
-        process.arguments = ["echo", "--bind", "127.0.0.1:\(port)", "--threads", "1"]
-        process.standardOutput = Pipe()
-        try process.run()
-        defer { kill(process.processIdentifier, SIGKILL) }
-        var client: TestClient?
-        let deadline = ContinuousClock.now + .seconds(20)
-        while client == nil && ContinuousClock.now < deadline {
-            client = try? await TestClient.connect(port: port)
-            if client == nil { try await Task.sleep(for: .milliseconds(50)) }
-        }
-        let echo = try #require(client)
+        let (process, port) = try await Self.startEcho(["--threads", "1"])
+        defer { process.stop() }
+        let echo = try await TestClient.connect(port: port)
         try await echo.sendUpgrade(path: "/")
         #expect(try await echo.readHead().status == 101)
         try await echo.sendFrame(opcode: TestFrame.text, payload: Array("part one, ".utf8), fin: false)
@@ -71,7 +74,7 @@ extension CLITests {
         try await echo.sendFrame(opcode: TestFrame.close, payload: TestFrame.closePayload(1000))
         #expect(try await echo.readFrame().closeCode == 1000)
         _ = try await echo.waitForClose()
-        kill(process.processIdentifier, SIGTERM)
+        process.signal(SIGTERM)
     }
 }
 
@@ -83,20 +86,9 @@ extension CLITests {
     }
 
     @Test func echoCommandClosesFramesOverItsLimitWith1009() async throws {
-        let port = try await DrainTests.freePort()
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: Self.binary)
-        process.arguments = ["echo", "--bind", "127.0.0.1:\(port)", "--threads", "1", "--max-frame-bytes", "64KiB"]
-        process.standardOutput = Pipe()
-        try process.run()
-        defer { kill(process.processIdentifier, SIGKILL) }
-        var client: TestClient?
-        let deadline = ContinuousClock.now + .seconds(20)
-        while client == nil && ContinuousClock.now < deadline {
-            client = try? await TestClient.connect(port: port)
-            if client == nil { try await Task.sleep(for: .milliseconds(50)) }
-        }
-        let echo = try #require(client)
+        let (process, port) = try await Self.startEcho(["--threads", "1", "--max-frame-bytes", "64KiB"])
+        defer { process.stop() }
+        let echo = try await TestClient.connect(port: port)
         try await echo.sendUpgrade(path: "/")
         #expect(try await echo.readHead().status == 101)
         try await echo.sendFrame(opcode: TestFrame.binary, payload: [UInt8](repeating: 1, count: 64 << 10))
@@ -104,6 +96,6 @@ extension CLITests {
         try? await echo.sendFrame(opcode: TestFrame.binary, payload: [UInt8](repeating: 1, count: (64 << 10) + 1))
         #expect(try await echo.readFrame().closeCode == 1009)
         await echo.close()
-        kill(process.processIdentifier, SIGTERM)
+        process.signal(SIGTERM)
     }
 }

@@ -91,16 +91,3 @@ struct EchoRelayTests {
         }
     }
 }
-
-extension LogCapture {
-    /// Waits (bounded) for a line: access records are written when the connection's last channel closes,
-    /// just after the client sees the close.
-    func waitForLine(containing text: String, timeout: Duration = .seconds(5)) async throws -> String {
-        let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline {
-            if let line = self.all.first(where: { $0.contains(text) }) { return line }
-            try await Task.sleep(for: .milliseconds(20))
-        }
-        throw TestError.timeout("a log line containing \(text)")
-    }
-}

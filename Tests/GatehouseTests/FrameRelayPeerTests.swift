@@ -36,27 +36,8 @@ struct FrameRelayPeerTests {
     }
 
     @Test func permessageDeflateNegotiatedBetweenIndependentPeersPassesThrough() async throws {
-        let server = Process()
-        server.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        server.arguments = ["python3", ExternalProcess.peerScript("ws_deflate.py"), "server"]
-        let output = Pipe()
-        server.standardOutput = output
-        try server.run()
-        defer { server.terminate() }
-        let line = try await withTimeout(30, "the python server to start") {
-            await withCheckedContinuation { (continuation: CheckedContinuation<String, Never>) in
-                DispatchQueue.global().async {
-                    var text = ""
-                    while !text.contains("\n") {
-                        let data = output.fileHandleForReading.availableData
-                        if data.isEmpty { break }
-                        text += String(decoding: data, as: UTF8.self)
-                    }
-                    continuation.resume(returning: text)
-                }
-            }
-        }
-        let port = try #require(line.split(separator: " ").last.flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) })
+        let (server, port) = try await PythonPeerServer.start("ws_deflate.py", ["server"])
+        defer { server.stop() }
         let yaml = """
             listeners:
               - name: plain

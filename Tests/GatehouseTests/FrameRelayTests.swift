@@ -83,9 +83,9 @@ struct FrameRelayTests {
         #expect(toBackend.opcode == TestFrame.close, "backend got \(toBackend)")
         #expect(toBackend.closeCode == backendCode)
         #expect(toBackend.masked)
-        // Neither side answers: the proxy still closes both within close_timeout.
-        _ = try await pair.client.waitForClose(timeout: .seconds(5))
-        _ = try await pair.upstream.waitForClose(timeout: .seconds(5))
+        // Neither side answers: the proxy still closes both within close_timeout (2 s; the margin is for a loaded machine).
+        _ = try await pair.client.waitForClose(timeout: .seconds(10))
+        _ = try await pair.upstream.waitForClose(timeout: .seconds(10))
     }
 
     // MARK: Protocol violations by the client
@@ -218,7 +218,7 @@ struct FrameRelayTests {
             let frame = try await pair.upstream.readFrame()
             #expect(frame.closeCode == 1001)
             #expect(frame.masked)
-            _ = try await pair.upstream.waitForClose(timeout: .seconds(5))
+            _ = try await pair.upstream.waitForClose(timeout: .seconds(10))
         }
     }
 
@@ -264,7 +264,7 @@ struct FrameRelayTests {
 
     @Test func keepalivePingsAQuietClientAndSwallowsItsPong() async throws {
         try await self.withPair(path: "/keepalive") { pair, _ in
-            let ping = try await pair.client.readFrame(timeout: .seconds(5))
+            let ping = try await pair.client.readFrame(timeout: .seconds(10))
             #expect(ping.opcode == TestFrame.ping)
             #expect(!ping.masked)
             try await pair.client.sendFrame(opcode: TestFrame.pong, payload: ping.payload)
@@ -278,7 +278,7 @@ struct FrameRelayTests {
 
     @Test func keepaliveClosesAClientThatNeverAnswers() async throws {
         try await self.withPair(path: "/keepalive") { pair, _ in
-            let ping = try await pair.client.readFrame(timeout: .seconds(5))
+            let ping = try await pair.client.readFrame(timeout: .seconds(10))
             #expect(ping.opcode == TestFrame.ping)
             // No pong within twice the interval.
             try await self.expectClose(pair, client: 1001, backend: 1001)
@@ -305,7 +305,10 @@ struct FrameRelayTests {
                 #expect(frame.opcode == TestFrame.text, "got \(frame) after \(sent) ticks")
                 if frame.opcode != TestFrame.text { return }
                 sent += 1
-                try await Task.sleep(for: .milliseconds(200))
+                // 200 ms of quiet, as a deadline on the client's next frame: nothing (no idle close) arrives.
+                await #expect(throws: TestError.self, "the client got a frame between ticks") {
+                    try await pair.client.readFrame(timeout: .milliseconds(200))
+                }
             }
             #expect(sent >= 2)
             #expect(ContinuousClock.now - opened >= .milliseconds(2500))

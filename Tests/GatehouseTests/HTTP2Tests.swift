@@ -148,17 +148,15 @@ struct HTTP2Tests {
                 for _ in 0..<total { try await stalled.sendFrame(opcode: TestFrame.binary, payload: chunk) }
             }
             // Wait until the proxy holds back the stalled stream's backend (the stream whose client sent the flood).
-            let deadline = ContinuousClock.now + .seconds(30)
-            var paused: ConnectionSnapshot?
-            while paused == nil && ContinuousClock.now < deadline {
-                paused = await proxy.server.connections().first { $0.backendReadPaused }
-                if paused == nil { try await Task.sleep(for: .milliseconds(20)) }
+            // The pause flag lives in connection snapshots, which announce no change: a bounded `eventually`.
+            let paused = try await eventuallyValue("the stalled stream's backend to be paused", deadline: .seconds(30)) {
+                await proxy.server.connections().first { $0.backendReadPaused }
             }
-            #expect((paused?.bytesFromClient ?? 0) > 256 << 10)
+            #expect(paused.bytesFromClient > 256 << 10)
             // The sibling keeps echoing meanwhile.
             for index in 0..<5 {
                 try await sibling.sendFrame(opcode: TestFrame.text, payload: Array("ping \(index)".utf8))
-                #expect(try await sibling.readMessage(timeout: .seconds(5)) == Array("ping \(index)".utf8))
+                #expect(try await sibling.readMessage(timeout: .seconds(10)) == Array("ping \(index)".utf8))
             }
             // Reading again, the stalled stream gets every byte.
             try await stalled.channel.setOption(.autoRead, value: true).get()
@@ -210,7 +208,8 @@ struct HTTP2Tests {
             try await stream.sendFrame(opcode: TestFrame.close, payload: TestFrame.closePayload(1001))
             try await stream.send([], endStream: true)
             try await stream.waitForEnd()
-            try await busy.waitForConnectionClose(timeout: .seconds(3))
+            // Before the 10 s drain deadline: the stream's end, not the deadline, closes it (8 s: margin for load).
+            try await busy.waitForConnectionClose(timeout: .seconds(8))
             await drain.value
         }
     }

@@ -15,7 +15,7 @@ struct RelayConnectionTests {
         let loop = EmbeddedEventLoop()
         let client: EmbeddedChannel
         let backend: EmbeddedChannel
-        let context: LoopContext
+        let context: LoopRuntime
         let counters = RouteCounters()
         let connection: RelayConnection
         let clientReads = ReadCounter()
@@ -23,8 +23,8 @@ struct RelayConnectionTests {
         init() throws {
             let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
             let config = try ConfigLoader.load(path: root.appendingPathComponent("proxy.yaml").path)
-            let state = ProxyState(config: config, routes: [], listenerTLS: [:], generation: 1, adminTokenDigest: nil)
-            self.context = LoopContext(eventLoop: self.loop, state: state)
+            let state = ServingState(config: config, routes: [], listenerTLS: [:], generation: 1, adminTokenDigest: nil)
+            self.context = LoopRuntime(eventLoop: self.loop, state: state)
             let metrics = ProxyMetrics()
             let engine = ProxyEngine(
                 loops: [self.context], logger: Logger(label: "test"),

@@ -1,3 +1,4 @@
+import Logging
 import NIOCore
 import NIOSSL
 import Testing
@@ -175,9 +176,8 @@ extension TLSListenerTests {
                 origins: ["*"]
             """
         let config = try ProxyConfig.parse(yaml: yaml, file: "backend.yaml")
-        let state = try await ProxyStateBuilder(
-            echoAddress: nil, selfSigned: [:], counters: [:], environment: [:], metrics: ProxyMetrics()
-        ).build(config, generation: 1)
+        var builder = ServingStateBuilder(metrics: ProxyMetrics(), logger: Logger(label: "test"), environment: [:])
+        let state = try await builder.build(config, generation: 1, echo: .placeholder)
         let context = try #require(state.routes.all.first?.backend.tls?.context)
         #expect(context.configuration.cipherSuites == CipherSuites.intermediate.cipherString)
     }

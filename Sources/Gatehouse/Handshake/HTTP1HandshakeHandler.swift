@@ -185,7 +185,7 @@ final class HTTP1HandshakeHandler: ChannelDuplexHandler, RemovableChannelHandler
 
     // MARK: Splice
 
-    private func splice(_ upgrade: BackendUpgrade, admission: Admission, request: UpgradeRequest, loop: LoopContext, context: ChannelHandlerContext) {
+    private func splice(_ upgrade: BackendUpgrade, admission: Admission, request: UpgradeRequest, loop: LoopRuntime, context: ChannelHandlerContext) {
         self.state = .spliced
         self.pending?.release()
         // The relay issues the next read once it has started.

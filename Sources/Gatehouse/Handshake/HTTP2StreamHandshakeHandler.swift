@@ -167,7 +167,7 @@ final class HTTP2StreamHandshakeHandler: ChannelDuplexHandler, RemovableChannelH
         return nil
     }
 
-    private func splice(_ upgrade: BackendUpgrade, admission: Admission, request: UpgradeRequest, loop: LoopContext, context: ChannelHandlerContext) {
+    private func splice(_ upgrade: BackendUpgrade, admission: Admission, request: UpgradeRequest, loop: LoopRuntime, context: ChannelHandlerContext) {
         self.state = .spliced
         self.watcher?.streamRelayed()
         let connection = RelayConnection.open(

@@ -21,12 +21,12 @@ enum HandshakeFlow {
     /// result lets the request through). The route's connection slot is released on every outcome but `upgraded`.
     /// `cancellation` is the client side's way to call the backend attempt off.
     static func run(
-        _ request: UpgradeRequest, engine: ProxyEngine, loop: LoopContext, cancellation: HandshakeCancellation,
+        _ request: UpgradeRequest, engine: ProxyEngine, loop: LoopRuntime, cancellation: HandshakeCancellation,
         validate: (ActiveRoute) -> HandshakeRefusal?
     ) -> EventLoopFuture<Outcome> {
         let eventLoop = loop.eventLoop
         let route: ActiveRoute
-        switch engine.route(request, on: loop) {
+        switch Self.route(request, engine: engine, loop: loop) {
         case .failure(let refusal): return eventLoop.makeSucceededFuture(.refused(refusal, route: nil, backend: nil))
         case .success(let matched): route = matched
         }
@@ -39,7 +39,7 @@ enum HandshakeFlow {
                 admission.ticket.release()
                 return eventLoop.makeSucceededFuture(Outcome.cancelled)
             }
-            return engine.openBackend(admission, on: eventLoop, cancellation: cancellation).map { answer -> Outcome in
+            return Self.openBackend(admission, engine: engine, on: eventLoop, cancellation: cancellation).map { answer -> Outcome in
                 switch answer {
                 case .upgraded(let upgrade):
                     return .upgraded(admission, upgrade)
@@ -59,5 +59,40 @@ enum HandshakeFlow {
             let refusal = (error as? HandshakeRefusal) ?? HandshakeRefusal(.internalServerError, "policy check failed")
             return .refused(refusal, route: route.name, backend: nil)
         }
+    }
+
+    /// The route for a request in the loop's current state, or 404 (503 while draining).
+    private static func route(_ request: UpgradeRequest, engine: ProxyEngine, loop: LoopRuntime) -> Result<ActiveRoute, HandshakeRefusal> {
+        if engine.isDraining { return .failure(.draining()) }
+        let host = request.authority.flatMap(HostPattern.normalizedHost(fromAuthority:))
+        guard let route = loop.state.routes.match(host: host, path: request.path) else {
+            return .failure(.notFound())
+        }
+        return .success(route)
+    }
+
+    /// Opens the backend WebSocket for an admitted request; `cancellation` calls it off when the client leaves.
+    private static func openBackend(
+        _ admission: Admission, engine: ProxyEngine, on eventLoop: EventLoop, cancellation: HandshakeCancellation
+    ) -> EventLoopFuture<BackendAnswer> {
+        let logger = engine.logger
+        let metrics = engine.metrics
+        let route = admission.route.name
+        let backend = admission.route.backend.name
+        return BackendConnector.open(
+            pool: admission.route.backend,
+            request: admission.backendRequest,
+            expectedAccept: admission.expectedAccept,
+            settings: .init(bufferBytes: admission.route.config.limits.bufferBytes),
+            eventLoop: eventLoop,
+            cancellation: cancellation,
+            onFailure: { failure in
+                metrics.backendConnectFailed(backend: backend, server: failure.server)
+                logger.warning(
+                    "backend attempt failed",
+                    metadata: ["route": "\(route)", "server": "\(failure.server)", "error": "\(failure)"]
+                )
+            }
+        )
     }
 }

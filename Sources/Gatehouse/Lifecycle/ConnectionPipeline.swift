@@ -122,33 +122,3 @@ extension ConnectionPipeline {
         min(advertised * 2 + 100, Int(Int32.max))
     }
 }
-
-/// Closes the connection when the peer shuts its side of it.
-final class CloseOnInputClosedHandler: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = NIOAny
-
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if case ChannelEvent.inputClosed = event {
-            context.close(promise: nil)
-        } else {
-            context.fireUserInboundEventTriggered(event)
-        }
-    }
-}
-
-/// Turns the flushes issued during one event-loop tick into a single flush at its end: on an HTTP/2 connection each
-/// relayed stream flushes on its own, and without this every message would cost its own TLS record and write.
-final class FlushCoalescingHandler: ChannelOutboundHandler, RemovableChannelHandler {
-    typealias OutboundIn = NIOAny
-
-    private var scheduled = false
-
-    func flush(context: ChannelHandlerContext) {
-        guard !self.scheduled else { return }
-        self.scheduled = true
-        context.eventLoop.assumeIsolated().execute {
-            self.scheduled = false
-            context.flush()
-        }
-    }
-}

@@ -33,24 +33,23 @@ extension GatehouseServer {
     /// sockets, a moved admin endpoint); only then is anything swapped, so a failure leaves the running
     /// configuration, its listeners and its admin endpoint exactly as they were.
     private func reloadOnce() async throws -> Int {
-        let (path, generation, echo, selfSigned, running) = self.core.withLock { core in
-            (core.config.file, core.generation + 1, core.echo, core.selfSigned, core.listeners)
+        let (current, echo, selfSigned, running) = self.core.withLock { core in
+            (core.state, core.echo, core.selfSigned, core.listeners)
         }
-        let config = try ConfigLoader.load(path: path)
-        var counters: [String: RouteCounters] = [:]
-        if let loop = self.engine.allLoops.first {
-            counters = try await loop.eventLoop.submit {
-                Dictionary(uniqueKeysWithValues: loop.state.routes.all.map { ($0.name, $0.counters) })
-            }.get()
-        }
-        var preparation = StatePreparation(echo: echo, selfSigned: selfSigned, counters: counters, metrics: self.engine.metrics, logger: self.logger)
+        let config = try ConfigLoader.load(path: current.config.file)
+        let generation = current.generation + 1
+        var builder = ServingStateBuilder(
+            echoServer: echo, selfSigned: selfSigned,
+            counters: Dictionary(uniqueKeysWithValues: current.routes.all.map { ($0.name, $0.counters) }),
+            metrics: self.engine.metrics, logger: self.logger
+        )
         let startedEcho: EchoServer?
-        let state: ProxyState
+        let state: ServingState
         do {
-            state = try await preparation.prepare(config, generation: generation, group: self.group)
-            startedEcho = preparation.echo === echo ? nil : preparation.echo
+            state = try await builder.build(config, generation: generation, echo: .start(on: self.group))
+            startedEcho = builder.echoServer === echo ? nil : builder.echoServer
         } catch {
-            if let started = preparation.echo, started !== echo { await started.stop() }
+            if let started = builder.echoServer, started !== echo { await started.stop() }
             throw error
         }
 
@@ -76,11 +75,9 @@ extension GatehouseServer {
             try await loop.eventLoop.submit { loop.state = state }.get()
         }
         let (removed, retiredAdmin) = self.core.withLock { core -> ([RunningListener], AdminServer?) in
-            core.config = config
-            core.generation = generation
-            core.echo = preparation.echo
-            core.selfSigned = preparation.selfSigned
-            core.adminTokenDigest = state.adminTokenDigest
+            core.state = state
+            core.echo = builder.echoServer
+            core.selfSigned = builder.selfSigned
             core.listeners.merge(opened) { $1 }
             let gone = core.listeners.filter { state.listeners[$0.key] == nil }
             for key in gone.keys { core.listeners.removeValue(forKey: key) }
@@ -92,7 +89,7 @@ extension GatehouseServer {
             }
             return (Array(gone.values), retired)
         }
-        preparation.echo?.apply(config)
+        builder.echoServer?.apply(config)
         for socket in removed { try? await socket.channel.close() }
         await retiredAdmin?.stop()
         for (key, socket) in opened {

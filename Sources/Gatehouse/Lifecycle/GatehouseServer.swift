@@ -4,8 +4,8 @@ import NIOCore
 import NIOPosix
 import Synchronization
 
-/// A running proxy: listeners, the in-process echo backend, the admin endpoint, per-loop state and live
-/// connections.
+/// A running proxy: listeners, the in-process echo backend, the admin endpoint, the state it serves and, through
+/// ``ProxyEngine``, each loop's runtime and live connections.
 public final class GatehouseServer: Sendable {
     /// The event loops serving connections.
     public let group: EventLoopGroup
@@ -16,16 +16,14 @@ public final class GatehouseServer: Sendable {
     let core: Mutex<Core>
 
     struct Core {
-        var config: ProxyConfig
-        var generation: Int
+        /// What is served: the snapshot every loop's runtime holds too (a reload swaps them all, then this one).
+        var state: ServingState
         /// Bound listener sockets by ``ListenerKey``.
         var listeners: [String: RunningListener]
         var echo: EchoServer?
         /// Self-signed certificates by listener name, kept across reloads.
         var selfSigned: [String: SelfSignedCertificate]
         var admin: AdminServer?
-        /// SHA-256 of the admin token the current configuration requires, if any.
-        var adminTokenDigest: [UInt8]?
         var reloading = false
         /// Per-loop tasks publishing traffic to the metrics.
         var publishers: [RepeatedTask] = []
@@ -54,16 +52,17 @@ public final class GatehouseServer: Sendable {
         var publishers: [RepeatedTask] = []
         do {
             let metrics = ProxyMetrics()
-            var preparation = StatePreparation(echo: nil, selfSigned: [:], counters: [:], metrics: metrics, logger: logger)
-            let state = try await preparation.prepare(config, generation: 1, group: group)
-            echo = preparation.echo
-            var loops: [LoopContext] = []
+            var builder = ServingStateBuilder(metrics: metrics, logger: logger)
+            // An echo server the builder started is stopped below if anything fails, the build itself included.
+            defer { echo = builder.echoServer }
+            let state = try await builder.build(config, generation: 1, echo: .start(on: group))
+            var loops: [LoopRuntime] = []
             for loop in group.makeIterator() {
-                let context = LoopContext(eventLoop: loop, state: state)
+                let runtime = LoopRuntime(eventLoop: loop, state: state)
                 // Traffic reaches the metrics at least this often even when nobody scrapes them, which also
                 // bounds the pending list.
-                publishers.append(loop.scheduleRepeatedTask(initialDelay: .seconds(5), delay: .seconds(5)) { _ in context.publishTraffic() })
-                loops.append(context)
+                publishers.append(loop.scheduleRepeatedTask(initialDelay: .seconds(5), delay: .seconds(5)) { _ in runtime.publishTraffic() })
+                loops.append(runtime)
             }
             var accessLogger = logger
             accessLogger[metadataKey: "log"] = "access"
@@ -77,8 +76,8 @@ public final class GatehouseServer: Sendable {
             let server = GatehouseServer(
                 group: group, ownsGroup: ownsGroup, engine: engine, logger: logger, logControl: logControl,
                 core: Core(
-                    config: config, generation: 1, listeners: listeners, echo: echo, selfSigned: preparation.selfSigned,
-                    adminTokenDigest: state.adminTokenDigest, publishers: publishers
+                    state: state, listeners: listeners, echo: builder.echoServer, selfSigned: builder.selfSigned,
+                    publishers: publishers
                 )
             )
             // Nothing else holds the server yet: if the admin endpoint cannot bind, the cleanup below is complete.
@@ -99,7 +98,7 @@ public final class GatehouseServer: Sendable {
     /// The bound address of a listener (useful with port 0).
     public func localAddress(ofListener name: String) -> SocketAddress? {
         self.core.withLock { core in
-            guard let listener = core.config.listeners.first(where: { $0.name == name }) else { return nil }
+            guard let listener = core.state.config.listeners.first(where: { $0.name == name }) else { return nil }
             return core.listeners[ListenerKey.of(listener)]?.channel.localAddress
         }
     }
@@ -111,17 +110,17 @@ public final class GatehouseServer: Sendable {
 
     /// SHA-256 of the admin token currently required, if any.
     var adminTokenDigest: [UInt8]? {
-        self.core.withLock { $0.adminTokenDigest }
+        self.core.withLock { $0.state.adminTokenDigest }
     }
 
     /// The configuration currently served.
     public var config: ProxyConfig {
-        self.core.withLock { $0.config }
+        self.core.withLock { $0.state.config }
     }
 
     /// Whether every configured listener is bound.
     var listenersOpen: Bool {
-        self.core.withLock { core in core.config.listeners.allSatisfy { core.listeners[ListenerKey.of($0)] != nil } }
+        self.core.withLock { core in core.state.config.listeners.allSatisfy { core.listeners[ListenerKey.of($0)] != nil } }
     }
 
     /// Closes every listener socket (accepted connections are not touched).
@@ -139,7 +138,7 @@ public final class GatehouseServer: Sendable {
     public func stop() async {
         await self.closeListeners()
         let (echo, admin, pidFile, publishers) = self.core.withLock { core in
-            let result = (core.echo, core.admin, core.config.admin.pidFile, core.publishers)
+            let result = (core.echo, core.admin, core.state.config.admin.pidFile, core.publishers)
             core.echo = nil
             core.admin = nil
             core.publishers = []

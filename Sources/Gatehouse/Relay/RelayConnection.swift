@@ -19,7 +19,7 @@ final class RelayConnection {
     let metrics: RouteMetrics
     private(set) var machine: RelayStateMachine
     private let engine: ProxyEngine
-    private let loop: LoopContext
+    private let loop: LoopRuntime
     /// The route's connection slot: released when the connection ends, in ``finish(_:)`` only.
     private let ticket: AdmissionTicket
     private var clientContext: ChannelHandlerContext?
@@ -32,7 +32,7 @@ final class RelayConnection {
 
     init(
         record: ConnectionRecord, settings: RelaySettings, metrics: RouteMetrics, ticket: AdmissionTicket,
-        engine: ProxyEngine, loop: LoopContext
+        engine: ProxyEngine, loop: LoopRuntime
     ) {
         self.record = record
         self.metrics = metrics
@@ -45,7 +45,7 @@ final class RelayConnection {
     /// Creates the owner of an admitted, upgraded connection and registers it on its loop.
     static func open(
         engine: ProxyEngine, admission: Admission, request: UpgradeRequest, upgrade: BackendUpgrade, listener: String,
-        started: NIODeadline, loop: LoopContext
+        started: NIODeadline, loop: LoopRuntime
     ) -> RelayConnection {
         let route = admission.route
         let record = ConnectionRecord(

@@ -1,36 +1,15 @@
 import Foundation
-import NIOConcurrencyHelpers
 
-/// A long-running Python peer (a server) whose output lines the test reads while it runs.
+/// A long-running Python peer (a server) whose output lines the test awaits while it runs.
 struct PythonPeerServer {
-    let process: Process
-    private let lines: NIOLockedValueBox<[String]>
+    let child: ChildProcess
+
+    var process: Process { self.child.process }
 
     /// Starts `python3 Peers/SCRIPT ARGUMENTS` and waits for its "listening PORT" line.
     static func start(_ script: String, _ arguments: [String]) async throws -> (PythonPeerServer, Int) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", ExternalProcess.peerScript(script)] + arguments
-        let output = Pipe()
-        process.standardOutput = output
-        let lines = NIOLockedValueBox<[String]>([])
-        try process.run()
-        let handle = output.fileHandleForReading
-        // Blocking reads on a GCD thread, never on the concurrency pool.
-        DispatchQueue.global().async {
-            var pending = ""
-            while true {
-                let data = handle.availableData
-                if data.isEmpty { break }
-                pending += String(decoding: data, as: UTF8.self)
-                while let newline = pending.firstIndex(of: "\n") {
-                    let line = String(pending[..<newline])
-                    pending = String(pending[pending.index(after: newline)...])
-                    lines.withLockedValue { $0.append(line) }
-                }
-            }
-        }
-        let server = PythonPeerServer(process: process, lines: lines)
+        let child = try ChildProcess.start("/usr/bin/env", ["python3", ExternalProcess.peerScript(script)] + arguments, mergeStandardError: false)
+        let server = PythonPeerServer(child: child)
         do {
             let line = try await server.waitForLine(containing: "listening ", timeout: .seconds(30))
             guard let port = line.split(separator: " ").last.flatMap({ Int($0) }) else { throw TestError("no port in '\(line)'") }
@@ -42,16 +21,13 @@ struct PythonPeerServer {
     }
 
     func waitForLine(containing text: String, timeout: Duration = .seconds(10)) async throws -> String {
-        let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline {
-            if let line = self.lines.withLockedValue({ $0.first { $0.contains(text) } }) { return line }
-            try await Task.sleep(for: .milliseconds(20))
-        }
-        throw TestError.timeout("a line containing '\(text)' from the python peer")
+        try await self.child.output.waitForLine(containing: text, timeout: timeout, what: "a line containing '\(text)' from the python peer")
     }
 
+    /// SIGKILL: the peer holds nothing worth a clean exit, and it must be gone when the test ends (SIGTERM left
+    /// asyncio peers running for a while after the test).
     func stop() {
-        if self.process.isRunning { self.process.terminate() }
+        self.child.stop()
     }
 
     /// Runs `body` with a started server and stops it afterwards, whatever happens.

@@ -1,21 +1,26 @@
 import Foundation
 import Logging
-import NIOConcurrencyHelpers
 import NIOCore
 @testable import Gatehouse
 
 /// Log lines captured in memory, so tests can check what the proxy logs (and that no token is ever logged).
 final class LogCapture: Sendable {
-    private let lines = NIOLockedValueBox<[String]>([])
+    private let lines = LineCollector()
 
-    var all: [String] { self.lines.withLockedValue { $0 } }
+    var all: [String] { self.lines.all }
 
     func append(_ line: String) {
-        self.lines.withLockedValue { $0.append(line) }
+        self.lines.append(line)
     }
 
     func contains(_ text: String) -> Bool {
         self.all.contains { $0.contains(text) }
+    }
+
+    /// Waits for a line, woken by the record itself: access records are written when the connection's last channel
+    /// closes, just after the client sees the close.
+    func waitForLine(containing text: String, timeout: Duration = .seconds(10)) async throws -> String {
+        try await self.lines.waitForLine(containing: text, timeout: timeout, what: "a log line containing \(text)")
     }
 }
 

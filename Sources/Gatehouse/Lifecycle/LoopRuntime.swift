@@ -1,22 +1,23 @@
 import NIOCore
 
-/// State owned by one event loop: the configuration it admits new connections with and the connections it relays.
+/// What is mutable on one event loop: the ``ServingState`` it admits new connections with, the connections it
+/// relays, their traffic not yet published to the metrics and its HTTP/2 client connections.
 ///
 /// Only touched on its own loop, so the handshake path reads configuration without any lock.
-final class LoopContext: @unchecked Sendable {
+final class LoopRuntime: @unchecked Sendable {
     let eventLoop: EventLoop
-    private var _state: ProxyState
+    private var _state: ServingState
     private var _connections: [UInt64: RelayConnection] = [:]
     private var _trafficPending: [RelayConnection] = []
     private var _http2Connections: [ObjectIdentifier: HTTP2ConnectionWatcher] = [:]
 
-    init(eventLoop: EventLoop, state: ProxyState) {
+    init(eventLoop: EventLoop, state: ServingState) {
         self.eventLoop = eventLoop
         self._state = state
     }
 
     /// The configuration new handshakes on this loop use.
-    var state: ProxyState {
+    var state: ServingState {
         get {
             self.eventLoop.preconditionInEventLoop()
             return self._state

@@ -1,0 +1,17 @@
+import NIOHTTP1
+
+/// A request that passed routing and policy, with what to send the backend.
+struct Admission {
+    /// The route chosen.
+    let route: ActiveRoute
+    /// The upgrade request for the backend.
+    let backendRequest: HTTPRequestHead
+    /// The `Sec-WebSocket-Accept` the backend must answer.
+    let expectedAccept: String
+    /// Who the token says the client is, when the route requires one.
+    let identity: AuthIdentity?
+    /// Subprotocol to answer the client with when the backend was offered none (the token entry was alone).
+    let clientSubprotocol: String?
+    /// The route's connection slot, returned when the connection ends or is refused later.
+    let ticket: AdmissionTicket
+}
