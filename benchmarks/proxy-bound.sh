@@ -143,73 +143,8 @@ EOF
 # The second build gets the same configuration on its own ports.
 sed -e "s/:$GH_PLAIN\"/:$GHB_PLAIN\"/" -e "s/:$GH_TLS\"/:$GHB_TLS\"/" "$WORK/gatehouse.yaml" >"$WORK/gatehouse-b.yaml"
 
-mkdir -p "$WORK/nginx"
-NGINX_USER=""
-if [[ $(id -u) == 0 ]] && id www-data >/dev/null 2>&1; then NGINX_USER="user www-data;"; fi
-cat >"$WORK/nginx/nginx.conf" <<EOF
-$NGINX_USER
-worker_processes $PROXY_THREADS;
-worker_rlimit_nofile $(ulimit -Hn);
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/error.log warn;
-events {
-  worker_connections $(( $(ulimit -Hn) - 1000 ));
-}
-http {
-  access_log off;
-  client_body_temp_path $WORK/nginx/client_body;
-  proxy_temp_path $WORK/nginx/proxy;
-  fastcgi_temp_path $WORK/nginx/fastcgi;
-  uwsgi_temp_path $WORK/nginx/uwsgi;
-  scgi_temp_path $WORK/nginx/scgi;
-  map \$http_upgrade \$connection_upgrade {
-    default upgrade;
-    ''      close;
-  }
-  upstream echo {
-    server $HOST:$ECHO_PLAIN;
-  }
-  server {
-    listen $HOST:$NG_PLAIN backlog=4096;
-    listen $HOST:$NG_TLS ssl backlog=4096;
-    ssl_certificate $WORK/cert.pem;
-    ssl_certificate_key $WORK/key.pem;
-    ssl_protocols TLSv1.2 TLSv1.3;
-    location /echo {
-      proxy_pass http://echo;
-      proxy_http_version 1.1;
-      proxy_set_header Upgrade \$http_upgrade;
-      proxy_set_header Connection \$connection_upgrade;
-      proxy_set_header Host \$host;
-      proxy_connect_timeout 5s;
-      proxy_read_timeout 1h;
-      proxy_send_timeout 1h;
-    }
-  }
-}
-EOF
-
-HA_MAXCONN=$(( ($(ulimit -Hn) - 1000) / 2 ))
-cat >"$WORK/haproxy.cfg" <<EOF
-global
-  nbthread $PROXY_THREADS
-  maxconn $HA_MAXCONN
-  ssl-default-bind-options ssl-min-ver TLSv1.2
-defaults
-  mode http
-  maxconn $HA_MAXCONN
-  timeout connect 5s
-  timeout client 1h
-  timeout server 1h
-  timeout tunnel 1h
-  timeout http-request 10s
-frontend websocket
-  bind $HOST:$HA_PLAIN backlog 4096
-  bind $HOST:$HA_TLS ssl crt $WORK/haproxy.pem alpn h2,http/1.1 backlog 4096
-  default_backend echo
-backend echo
-  server echo1 $HOST:$ECHO_PLAIN
-EOF
+write_nginx_conf "$ECHO_PLAIN"
+write_haproxy_cfg "$ECHO_PLAIN"
 
 # --- processes -------------------------------------------------------------------------------------------------
 start_server() {
