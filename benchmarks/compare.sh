@@ -64,18 +64,7 @@ chmod 755 "$WORK"
 declare -A PIDS=()
 
 
-cleanup() {
-  local status=$?
-  for name in "${!PIDS[@]}"; do stop_pid "${PIDS[$name]}"; done
-  if [[ "$KEEP_WORK" == 1 || $status -ne 0 ]]; then
-    log "scratch directory kept: $WORK"
-  else
-    rm -rf "$WORK"
-  fi
-  exit $status
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+stop_all_on_exit
 
 # --- prerequisites ---------------------------------------------------------------------------------------------
 ulimit -n "$(ulimit -Hn)" || true
@@ -110,8 +99,7 @@ BUILD_SECONDS=$(( $(date +%s) - BUILD_START ))
 
 # --- certificate and configurations ----------------------------------------------------------------------------
 # One ECDSA P-256 certificate for every TLS listener, so TLS costs are comparable.
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj "/CN=localhost" \
-  -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
+write_certificate "$WORK"
 cat "$WORK/cert.pem" "$WORK/key.pem" >"$WORK/haproxy.pem"
 chmod 644 "$WORK"/*.pem
 

@@ -26,6 +26,26 @@ wait_port() {
   die "$name did not listen on $port; see $LOG_DIR/$name.log"
 }
 
+# stop_all_on_exit: on exit (however it happens), stop every process in PIDS and remove WORK, unless the run failed
+# or KEEP_WORK=1; INT and TERM exit with 130. For scripts whose only cleanup is that.
+stop_all_on_exit() {
+  trap '_stop_all_and_exit' EXIT
+  trap 'exit 130' INT TERM
+}
+_stop_all_and_exit() {
+  local status=$?
+  for name in "${!PIDS[@]}"; do stop_pid "${PIDS[$name]}"; done
+  if [[ "${KEEP_WORK:-0}" == 1 || $status -ne 0 ]]; then log "scratch directory kept: $WORK"; else rm -rf "$WORK"; fi
+  exit $status
+}
+
+# write_certificate DIR: DIR/key.pem and DIR/cert.pem, one ECDSA P-256 certificate for localhost and 127.0.0.1, so
+# every TLS listener of a comparison costs the same.
+write_certificate() {
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj "/CN=localhost" \
+    -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" -keyout "$1/key.pem" -out "$1/cert.pem" 2>/dev/null
+}
+
 # The nginx and HAProxy configurations of the comparisons, in front of one echo backend on HOST:BACKEND_PORT.
 # Uses WORK, HOST, PROXY_THREADS, NG_PLAIN, NG_TLS, HA_PLAIN, HA_TLS and the certificate files in WORK.
 

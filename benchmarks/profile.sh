@@ -67,8 +67,7 @@ trap 'exit 130' INT TERM
 ulimit -n "$(ulimit -Hn)" || true
 
 
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj "/CN=localhost" \
-  -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" -keyout "$OUT_DIR/key.pem" -out "$OUT_DIR/cert.pem" 2>/dev/null
+write_certificate "$OUT_DIR"
 cat >"$OUT_DIR/gatehouse.yaml" <<EOF
 threads: $PROXY_THREADS
 listeners:

@@ -72,14 +72,7 @@ declare -A BIN=([baseline]=$BASELINE_BIN [candidate]=$CANDIDATE_BIN)
 WORK="$(mktemp -d /tmp/gatehouse-overhead.XXXXXX)"
 LOG_DIR="$WORK"
 declare -A PIDS=()
-cleanup() {
-  local status=$?
-  for name in "${!PIDS[@]}"; do stop_pid "${PIDS[$name]}"; done
-  if [[ "$KEEP_WORK" == 1 || $status -ne 0 ]]; then log "scratch directory kept: $WORK"; else rm -rf "$WORK"; fi
-  exit $status
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+stop_all_on_exit
 
 ulimit -n "$(ulimit -Hn)" || true
 [[ $(ulimit -n) -ge $((CONNS * 4 + 1000)) ]] || die "open-file limit $(ulimit -n) is too low"
@@ -93,8 +86,7 @@ done
 # Same configuration for both: one plain listener, default limits (no limits set), no access log, no admin; with
 # scenario 5 or 7 also a TLS listener like compare.sh's (one ECDSA P-256 certificate, default ALPN h2, http/1.1).
 if [[ $NEED_TLS == 1 ]]; then
-  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj "/CN=localhost" \
-    -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" -keyout "$WORK/key.pem" -out "$WORK/cert.pem" 2>/dev/null
+  write_certificate "$WORK"
 fi
 for build in baseline candidate; do
   TLS_LISTENER=""
