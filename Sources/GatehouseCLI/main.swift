@@ -10,7 +10,7 @@ struct GatehouseCommand: AsyncParsableCommand {
         commandName: "gatehouse",
         abstract: "A TLS-terminating reverse proxy for WebSocket traffic.",
         version: GatehouseVersion.string,
-        subcommands: [Run.self, Check.self, Reload.self, Echo.self, Version.self],
+        subcommands: [Run.self, Check.self, Reload.self, Revoke.self, Echo.self, Version.self],
         defaultSubcommand: Run.self
     )
 }
@@ -51,11 +51,16 @@ struct Check: AsyncParsableCommand {
     @Argument(help: "Configuration file.")
     var path: String = "proxy.yaml"
 
+    @Flag(help: "Also connect to the cluster's database (cluster mode only).")
+    var connect = false
+
     func run() async throws {
         do {
             let config = try ConfigLoader.load(path: self.path)
             try await ConfigCheck.verifyFiles(config)
+            let cluster = try await ClusterCheck.verify(config, connect: self.connect, environment: ProcessInfo.processInfo.environment)
             print("\(self.path): OK (\(config.listeners.count) listeners, \(config.backends.count) backends, \(config.routes.count) routes)")
+            if let cluster { print(cluster) }
         } catch {
             FileHandle.standardError.write(Data("\(error)\n".utf8))
             throw ExitCode(1)
@@ -102,6 +107,57 @@ struct Reload: AsyncParsableCommand {
         switch outcome {
         case .success(let message):
             print(message)
+        case .failure(let message):
+            FileHandle.standardError.write(Data("\(message)\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+}
+
+struct Revoke: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Revoke tokens across a running proxy's cluster, list or delete revocations (through the admin endpoint).",
+        discussion: """
+            Times are RFC 3339 (2025-06-01T12:00:00Z); --expires also takes a duration (90m, 24h, 7d) from now.
+            Without --expires the proxy keeps the revocation as long as the longest token lifetime it accepts.
+            """
+    )
+
+    @Option(name: .shortAndLong, help: "The running proxy's configuration file.")
+    var config: String = "proxy.yaml"
+
+    @Option(help: "Revoke the tokens of this subject (sub).")
+    var subject: String?
+
+    @Option(help: "Revoke the token with this id (jti).")
+    var jti: String?
+
+    @Option(help: "Only tokens issued (iat) before this time, or 'now'; tokens without iat match.")
+    var issuedBefore: String?
+
+    @Option(help: "When the revocation may be forgotten: an RFC 3339 time or a duration like 24h.")
+    var expires: String?
+
+    @Flag(help: "List the revocations in force.")
+    var list = false
+
+    @Option(help: "Delete the revocation with this id.")
+    var delete: String?
+
+    func run() async throws {
+        let action: RevokeRequest.Action
+        do {
+            action = try RevokeRequest.action(
+                subject: self.subject, jti: self.jti, issuedBefore: self.issuedBefore, expires: self.expires, list: self.list,
+                delete: self.delete
+            )
+        } catch {
+            throw ValidationError(error.message)
+        }
+        let proxyConfig = try loadOrExit(self.config)
+        switch await RevokeRequest.send(action, for: proxyConfig, environment: ProcessInfo.processInfo.environment) {
+        case .success(let body):
+            print(body)
         case .failure(let message):
             FileHandle.standardError.write(Data("\(message)\n".utf8))
             throw ExitCode(1)

@@ -169,3 +169,95 @@ struct ConfigTests {
         #expect(config.listeners.contains { $0.tls?.selfSigned == true })
     }
 }
+
+extension ConfigTests {
+    /// Two routes, one with auth and one without, under `defaults.limits`; `routeLimits` and `openLimits` are the
+    /// routes' own limits (left out when empty).
+    static func limitsYAML(defaults: String, routeLimits: String = "", openLimits: String = "") -> String {
+        """
+        listeners:
+          - name: plain
+            bind: "127.0.0.1:8080"
+        backends:
+          - name: demo
+            builtin: echo
+        auth:
+          - name: bots
+            type: static
+            tokens_file: tokens.txt
+        routes:
+          - name: secure
+            path: "/secure"
+            backend: demo
+            origins: ["*"]
+            auth: { providers: [bots] }
+        \(routeLimits.isEmpty ? "" : "    limits: { \(routeLimits) }")
+          - name: open
+            path: "/open"
+            backend: demo
+            origins: ["*"]
+        \(openLimits.isEmpty ? "" : "    limits: { \(openLimits) }")
+        defaults:
+          limits: { \(defaults) }
+        cluster:
+          node: gw-1
+          postgres: { url_env: GATEHOUSE_PG_URL }
+        """
+    }
+
+    @Test func subjectLimitAndScopeAreRead() throws {
+        let config = try ProxyConfig.parse(
+            yaml: Self.limitsYAML(defaults: "max_connections_per_subject: 3", routeLimits: "scope: cluster"), file: "proxy.yaml"
+        )
+        #expect(config.defaultLimits.maxConnectionsPerSubject == 3)
+        #expect(config.defaultLimits.scope == .local)
+        #expect(config.routes[0].limits.maxConnectionsPerSubject == 3)
+        #expect(config.routes[0].limits.scope == .cluster)
+        // The default applies to authenticated routes only.
+        #expect(config.routes[1].limits.maxConnectionsPerSubject == nil)
+        #expect(config.routes[1].limits.scope == .local)
+        #expect(LimitsConfig().maxConnectionsPerSubject == nil && LimitsConfig().scope == .local)
+
+        let overridden = try ProxyConfig.parse(
+            yaml: Self.limitsYAML(defaults: "scope: cluster, max_connections_per_subject: 3", routeLimits: "max_connections_per_subject: unlimited, scope: local"),
+            file: "proxy.yaml"
+        )
+        #expect(overridden.defaultLimits.scope == .cluster)
+        #expect(overridden.routes[0].limits.maxConnectionsPerSubject == nil)
+        #expect(overridden.routes[0].limits.scope == .local)
+        #expect(overridden.routes[1].limits.scope == .cluster)
+    }
+
+    @Test func subjectLimitAndScopeErrors() throws {
+        let cases: [(String, String)] = [
+            (
+                Self.limitsYAML(defaults: "buffer_bytes: 64KiB", openLimits: "max_connections_per_subject: 2"),
+                "proxy.yaml:22:15: max_connections_per_subject needs a route with auth (route 'open' has none)"
+            ),
+            (
+                Self.limitsYAML(defaults: "max_connections_per_subject: 0"),
+                "proxy.yaml:24:42: max_connections_per_subject must be between 1 and 10000000, found 0"
+            ),
+            (
+                Self.limitsYAML(defaults: "buffer_bytes: 64KiB", routeLimits: "max_connections_per_subject: lots"),
+                "proxy.yaml:17:44: max_connections_per_subject must be an integer, found 'lots'"
+            ),
+            (
+                Self.limitsYAML(defaults: "scope: clustr"),
+                "proxy.yaml:24:20: scope must be local or cluster, found 'clustr'"
+            ),
+            (
+                Self.limitsYAML(defaults: "buffer_bytes: 64KiB", openLimits: "scope: global"),
+                "proxy.yaml:22:22: scope must be local or cluster, found 'global'"
+            ),
+            (
+                Self.limitsYAML(defaults: "buffer_bytes: 64KiB", openLimits: "scopes: cluster"),
+                "proxy.yaml:22:15: unknown key 'scopes' in limits (did you mean 'scope'?)"
+            ),
+        ]
+        for (yaml, expected) in cases {
+            let error = try #require(self.parseError(yaml), "\(expected)")
+            #expect(error.description == expected)
+        }
+    }
+}

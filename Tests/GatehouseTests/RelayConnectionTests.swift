@@ -36,7 +36,7 @@ struct RelayConnectionTests {
                 listener: "test", transport: .http1
             )
             let record = ConnectionRecord(
-                id: 1, listener: "test", route: "r", request: request, subject: nil, backendServer: "b:1",
+                id: 1, listener: "test", route: "r", request: request, identity: nil, backendServer: "b:1",
                 started: .now(), startedWallClock: 0
             )
             self.connection = RelayConnection(

@@ -12,6 +12,7 @@ import NIOHTTP1
 /// - `DELETE /connections/{id}`, `DELETE /connections?subject=S[&route=R]`: close with 1008 "closed by administrator".
 /// - `POST /drain`: graceful drain without exiting.
 /// - `POST /reload`: re-read the configuration; the error (`file:line:col: message`) is returned if it fails.
+/// - Pushes and channels: see `AdminAPI+Messages.swift`; cluster mode: see `AdminAPI+Cluster.swift`.
 struct AdminAPI: Sendable {
     let server: GatehouseServer
     /// Refuses requests that web pages can make.
@@ -25,6 +26,9 @@ struct AdminAPI: Sendable {
         if let reason = self.requestGuard.refusalOfStateChange(method: request.method, headers: request.headers, tokenVerified: tokenDigest != nil) {
             return .text(.forbidden, reason)
         }
+        // Pushes and channels (AdminAPI+Messages), then what cluster mode adds or widens (AdminAPI+Cluster).
+        if let response = await self.handleMessages(request) { return response }
+        if let response = await self.handleCluster(request) { return response }
         switch (request.method, request.path) {
         case (.GET, "/healthz"):
             return .text(.ok, "ok")
@@ -36,7 +40,8 @@ struct AdminAPI: Sendable {
             return AdminResponse(status: .ok, contentType: "text/plain; version=0.0.4; charset=utf-8", body: self.server.engine.metrics.exposition())
         case (.GET, "/connections"):
             let connections = await self.server.connections().filter { self.matches($0, request.query) }
-            return .json(.ok, connections.map(Self.json))
+            let node = self.server.clusterNode?.node
+            return .json(.ok, connections.map { Self.json($0, node: node) })
         case (.DELETE, "/connections"):
             guard request.query["subject"] != nil || request.query["route"] != nil else {
                 return .text(.badRequest, "give subject= and/or route= (closing every connection is what POST /drain is for)")
@@ -44,7 +49,9 @@ struct AdminAPI: Sendable {
             let closed = await self.server.closeConnections { self.matches($0, request.query) }
             return .json(.ok, ["closed": closed])
         case (.DELETE, let path) where path.hasPrefix("/connections/"):
-            guard let id = UInt64(path.dropFirst("/connections/".count)) else { return .text(.badRequest, "connection ids are numbers") }
+            guard let id = self.server.localConnectionID(String(path.dropFirst("/connections/".count))) else {
+                return .text(.badRequest, "connection ids are numbers")
+            }
             let closed = await self.server.closeConnections { $0.id == id }
             return closed == 0 ? .text(.notFound, "no connection \(id)") : .json(.ok, ["closed": closed])
         case (.POST, "/drain"):
@@ -82,13 +89,17 @@ struct AdminAPI: Sendable {
         return true
     }
 
-    static func json(_ connection: ConnectionSnapshot) -> [String: Any] {
-        [
-            "id": connection.id, "route": connection.route, "listener": connection.listener, "client": connection.client,
+    /// One connection; in cluster mode its id is the cluster-wide `NODE:NUMBER` and its node is named.
+    static func json(_ connection: ConnectionSnapshot, node: String? = nil) -> [String: Any] {
+        var object: [String: Any] = [
+            "id": node.map { "\($0):\(connection.id)" } as Any? ?? connection.id, "route": connection.route, "listener": connection.listener, "client": connection.client,
             "subject": connection.subject as Any? ?? NSNull(), "transport": connection.transport, "backend": connection.backend,
             "age_seconds": (connection.ageSeconds * 1000).rounded() / 1000, "bytes_in": connection.bytesFromClient,
             "bytes_out": connection.bytesFromBackend, "messages_in": connection.messagesFromClient,
-            "messages_out": connection.messagesFromBackend,
+            "messages_out": connection.messagesFromBackend, "messages_pushed": connection.messagesPushed,
+            "channels": connection.channels,
         ]
+        if let node { object["node"] = node }
+        return object
     }
 }

@@ -6,15 +6,17 @@ import NIOPosix
 public enum AdminClient {
     /// Sends `method path` to the admin endpoint at `address`; returns the status and body.
     public static func request(
-        _ method: HTTPMethod, _ path: String, address: BindAddress, token: String?, timeout: TimeAmount = .seconds(30)
+        _ method: HTTPMethod, _ path: String, address: BindAddress, token: String?, body: [UInt8] = [],
+        contentType: String? = nil, timeout: TimeAmount = .seconds(30)
     ) async throws -> (status: UInt, body: String) {
-        try await self.request(method, path, to: .tcp(address), token: token, timeout: timeout)
+        try await self.request(method, path, to: .tcp(address), token: token, body: body, contentType: contentType, timeout: timeout)
     }
 
     /// Sends `method path` to the admin endpoint `bind` (TCP or Unix socket); returns the status and body.
     /// Every request carries `Gatehouse-Admin: 1`, which state-changing requests need.
     public static func request(
-        _ method: HTTPMethod, _ path: String, to bind: AdminBind, token: String?, timeout: TimeAmount = .seconds(30)
+        _ method: HTTPMethod, _ path: String, to bind: AdminBind, token: String?, body: [UInt8] = [],
+        contentType: String? = nil, timeout: TimeAmount = .seconds(30)
     ) async throws -> (status: UInt, body: String) {
         let group = MultiThreadedEventLoopGroup.singleton
         let promise = group.next().makePromise(of: (UInt, String).self)
@@ -44,10 +46,12 @@ public enum AdminClient {
         var headers = HTTPHeaders()
         headers.add(name: "Host", value: host)
         headers.add(name: AdminRequestGuard.confirmationHeader, value: "1")
-        headers.add(name: "Content-Length", value: "0")
+        headers.add(name: "Content-Length", value: String(body.count))
+        if let contentType { headers.add(name: "Content-Type", value: contentType) }
         headers.add(name: "Connection", value: "close")
         if let token { headers.add(name: "Authorization", value: "Bearer \(token)") }
         channel.write(HTTPClientRequestPart.head(HTTPRequestHead(version: .http1_1, method: method, uri: path, headers: headers)), promise: nil)
+        if !body.isEmpty { channel.write(HTTPClientRequestPart.body(.byteBuffer(ByteBuffer(bytes: body))), promise: nil) }
         channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
         let timer = channel.eventLoop.scheduleTask(in: timeout) { promise.fail(ChannelError.connectTimeout(timeout)) }
         defer {

@@ -11,6 +11,7 @@ final class AdminHTTPHandler: ChannelInboundHandler {
     private let api: AdminAPI
     private var head: HTTPRequestHead?
     private var bodyBytes = 0
+    private var body: [UInt8] = []
 
     init(api: AdminAPI) {
         self.api = api
@@ -21,8 +22,11 @@ final class AdminHTTPHandler: ChannelInboundHandler {
         case .head(let head):
             self.head = head
             self.bodyBytes = 0
+            self.body = []
         case .body(let body):
             self.bodyBytes += body.readableBytes
+            // Kept only up to the limit: a larger body is answered 413 at its end, never buffered whole.
+            if self.bodyBytes <= Self.maxBody { self.body += body.readableBytesView }
         case .end:
             guard let head = self.head else { return }
             self.head = nil
@@ -31,7 +35,8 @@ final class AdminHTTPHandler: ChannelInboundHandler {
                 return
             }
             let api = self.api
-            let request = AdminRequest(head: head)
+            let request = AdminRequest(head: head, body: self.body)
+            self.body = []
             let keepAlive = head.isKeepAlive
             context.eventLoop.makeFutureWithTask { await api.handle(request) }.assumeIsolated().whenSuccess { response in
                 self.write(response, keepAlive: keepAlive, context: context)

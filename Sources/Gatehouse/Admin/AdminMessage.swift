@@ -9,8 +9,11 @@ struct AdminRequest: Sendable {
     /// Query parameters, percent-decoded.
     var query: [String: String]
     var headers: HTTPHeaders
+    /// The request body (at most ``AdminHTTPHandler/maxBody`` bytes).
+    var body: [UInt8]
 
-    init(head: HTTPRequestHead) {
+    init(head: HTTPRequestHead, body: [UInt8] = []) {
+        self.body = body
         self.method = head.method
         self.headers = head.headers
         let parts = head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)

@@ -15,9 +15,10 @@ enum ForwardedRequest {
         "proxy-authorization", "proxy-authenticate", "content-length", "host",
     ]
 
-    /// Headers only the proxy may set; a client's copies are dropped whatever their spelling.
+    /// Headers only the proxy may set; a client's copies are dropped whatever their spelling. `Gatehouse-Channels` is
+    /// the backend's word to the proxy: a client's copy must not reach the backend (it could echo it back).
     static let proxyOwned: [String] = [
-        "forwarded", "x-real-ip", "x-auth-subject", "x-auth-scopes", "x-auth-provider",
+        "forwarded", "x-real-ip", "x-auth-subject", "x-auth-scopes", "x-auth-provider", "gatehouse-channels",
     ]
 
     /// Prefixes of header families only the proxy may set.

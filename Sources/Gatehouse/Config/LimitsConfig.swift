@@ -26,6 +26,12 @@ public struct LimitsConfig: Sendable, Equatable {
     public var maxConnectionsPerIP: Int? = nil
     /// Handshakes per second on the route from one client IP (429 above).
     public var handshakesPerIPPerSecond: Int? = nil
+    /// Simultaneous connections on the route of one token subject (429 above). Authenticated routes only: a route
+    /// without `auth` may not set it, and one set in `defaults.limits` is not applied to such routes.
+    public var maxConnectionsPerSubject: Int? = nil
+    /// Where `max_connections`, `max_connections_per_ip` and `max_connections_per_subject` are counted: on this
+    /// node, or across the cluster's live nodes (`scope: cluster`, needs a `cluster:` section).
+    public var scope: LimitScope = .local
     /// Accepted connections not yet carrying a WebSocket (TLS, request head, backend handshake; an HTTP/2
     /// connection until its first stream is relayed), over all clients: more are closed at accept. Only in
     /// `defaults.limits`.
@@ -44,6 +50,14 @@ public struct LimitsConfig: Sendable, Equatable {
         "max_head_bytes", "handshake_timeout", "max_pending_connections", "max_pending_connections_per_ip",
         "max_handshakes_per_connection",
     ]
+}
+
+/// Where a route's connection limits are counted (`scope`).
+public enum LimitScope: String, Sendable, CaseIterable {
+    /// On each node by itself.
+    case local
+    /// Across every live node of the cluster, with leases in the shared store.
+    case cluster
 }
 
 extension LimitsConfig {
@@ -114,6 +128,18 @@ extension LimitsConfig {
             self.handshakesPerIPPerSecond = try value.optionalLimit { node throws(ConfigError) in
                 try node.int("handshakes_per_ip_per_second", in: 1...10_000_000)
             }
+        }
+        if let value = map.optional("max_connections_per_subject") {
+            self.maxConnectionsPerSubject = try value.optionalLimit { node throws(ConfigError) in
+                try node.int("max_connections_per_subject", in: 1...10_000_000)
+            }
+        }
+        if let value = map.optional("scope") {
+            let text = try value.string("scope")
+            guard let scope = LimitScope(rawValue: text) else {
+                throw value.error("scope must be local or cluster, found '\(text)'")
+            }
+            self.scope = scope
         }
         if let frame = self.maxFrameBytes, let message = self.maxMessageBytes, frame > message {
             throw node.error("max_frame_bytes (\(frame)) cannot exceed max_message_bytes (\(message))")

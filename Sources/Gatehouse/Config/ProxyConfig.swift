@@ -20,6 +20,8 @@ public struct ProxyConfig: Sendable, Equatable {
     public var admin: AdminConfig
     /// Logging.
     public var log: LogConfig
+    /// Cluster mode; nil for a single instance.
+    public var cluster: ClusterConfig?
 
     /// The backend a route names (present in a validated configuration).
     public func backend(named name: String) -> BackendConfig? {
@@ -90,6 +92,7 @@ extension ProxyConfig {
         self.admin = try map.optional("admin").map { node throws(ConfigError) in try AdminConfig(node: node, paths: paths) }
             ?? .disabled
         self.log = try map.optional("log").map { node throws(ConfigError) in try LogConfig(node: node) } ?? .standard
+        self.cluster = try map.optional("cluster").map { node throws(ConfigError) in try ClusterConfig(node: node) }
         try map.finish()
     }
 
@@ -121,6 +124,9 @@ extension ProxyConfig {
                 throw route.position.error("route '\(route.name)' matches the same host and path as route '\(earlier.name)' at \(earlier.position)")
             }
             seenMatches[key] = route
+            if route.limits.scope == .cluster && self.cluster == nil {
+                throw route.position.error("route '\(route.name)' counts its limits across the cluster (scope: cluster), but there is no cluster: section")
+            }
             if let auth = route.auth {
                 for provider in auth.providers where !self.auth.contains(where: { $0.name == provider }) {
                     throw auth.providersPosition.error("route '\(route.name)' names auth provider '\(provider)', which does not exist")

@@ -117,6 +117,16 @@ extension RouteConfig {
             try LimitsConfig(node: node, over: defaults, isRoute: true)
         } ?? defaults
         self.auth = try map.optional("auth").map { node throws(ConfigError) in try RouteAuthConfig(node: node) }
+        if self.auth == nil {
+            // Counted per token subject: a route without tokens has none. Its own key is a mistake worth
+            // reporting; one inherited from defaults.limits is meant for the authenticated routes only.
+            if let limitsNode = map.optional("limits"),
+                let position = try limitsNode.mapping("limits").keyPosition("max_connections_per_subject")
+            {
+                throw position.error("max_connections_per_subject needs a route with auth (route '\(self.name)' has none)")
+            }
+            self.limits.maxConnectionsPerSubject = nil
+        }
         self.forwardToken = try map.optional("forward_token")?.bool("forward_token") ?? false
         self.enforceExpiry = try map.optional("enforce_expiry")?.bool("enforce_expiry") ?? true
         self.allowUnderscoreHeaders = try map.optional("allow_underscore_headers")?.bool("allow_underscore_headers") ?? false

@@ -2,10 +2,11 @@ import NIOHTTP1
 
 /// Builds the heads the proxy answers a client with from what the backend answered.
 enum ClientResponse {
-    /// Headers of a backend answer that describe the backend hop only.
+    /// Headers of a backend answer that describe the backend hop only, or that speak to the proxy
+    /// (`Gatehouse-Channels`: the connection's channel subscriptions, never shown to the client).
     private static let hopByHop: Set<String> = [
         "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
-        "content-length", "proxy-authenticate",
+        "content-length", "proxy-authenticate", ChannelName.header,
     ]
 
     /// The 101 for the client: the backend's headers (protocol, extensions, cookies) with the upgrade headers

@@ -3,10 +3,11 @@ import NIOHTTP1
 
 /// HTTP/2 forms of the proxy's answers: the `:status 200` that accepts an extended CONNECT, and refusals.
 enum HTTP2ResponseBuilder {
-    /// Connection-specific headers that HTTP/2 forbids (RFC 9113 §8.2.2), plus those of the HTTP/1.1 upgrade.
+    /// Connection-specific headers that HTTP/2 forbids (RFC 9113 §8.2.2), plus those of the HTTP/1.1 upgrade and
+    /// `Gatehouse-Channels` (a backend's word to the proxy, never shown to the client).
     private static let forbidden: Set<String> = [
         "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te", "sec-websocket-accept",
-        "content-length",
+        "content-length", ChannelName.header,
     ]
 
     /// `:status 200` with the backend's 101 headers that make sense on a stream (protocol, extensions, cookies).

@@ -33,7 +33,10 @@ enum HandshakeFlow {
         if let refusal = validate(route) {
             return eventLoop.makeSucceededFuture(.refused(refusal, route: route.name, backend: nil))
         }
-        return HandshakePolicy.authorize(request, route: route, on: eventLoop).flatMap { admission in
+        let admitted = HandshakePolicy.authorize(
+            request, route: route, connectionID: engine.makeConnectionID(), cluster: engine.cluster, on: eventLoop
+        )
+        return admitted.flatMap { admission in
             // The policy check may have waited (token verification): the client may be gone already.
             guard !cancellation.isCancelled else {
                 admission.ticket.release()

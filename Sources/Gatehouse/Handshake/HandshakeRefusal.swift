@@ -52,6 +52,10 @@ extension HandshakeRefusal {
         HandshakeRefusal(.requestHeaderFieldsTooLarge, "request head larger than \(limit) bytes")
     }
 
+    static func tooManyForSubject() -> HandshakeRefusal {
+        HandshakeRefusal(.tooManyRequests, "too many connections for this subject", headers: [("Retry-After", "5")])
+    }
+
     static func draining() -> HandshakeRefusal {
         HandshakeRefusal(.serviceUnavailable, "server shutting down", headers: [("Retry-After", "5")])
     }

@@ -16,13 +16,20 @@ extension GatehouseServer {
 
     /// Closes the connections `matching` selects with 1008 "closed by administrator"; returns how many.
     public func closeConnections(matching: @escaping @Sendable (ConnectionSnapshot) -> Bool) async -> Int {
+        await self.closeConnections(code: .policyViolation, reason: "closed by administrator", matching: matching)
+    }
+
+    /// Closes the connections `matching` selects with `code` and `reason`; returns how many.
+    func closeConnections(
+        code: WebSocketCloseCode, reason: String, matching: @escaping @Sendable (ConnectionSnapshot) -> Bool
+    ) async -> Int {
         var closed = 0
         for loop in self.engine.allLoops {
             closed += (try? await loop.eventLoop.submit {
                 let now = NIODeadline.now()
                 var count = 0
                 for connection in loop.connections.values where matching(connection.snapshot(now: now)) {
-                    connection.close(code: .policyViolation, reason: "closed by administrator")
+                    connection.close(code: code, reason: reason)
                     count += 1
                 }
                 return count

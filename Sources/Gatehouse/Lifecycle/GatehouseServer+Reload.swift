@@ -37,6 +37,11 @@ extension GatehouseServer {
             (core.state, core.echo, core.selfSigned, core.listeners)
         }
         let config = try ConfigLoader.load(path: current.config.file)
+        // The node's store connections, name and bus run for the process's life: changing them needs a restart.
+        if !ClusterConfig.sameSettings(config.cluster, current.config.cluster) {
+            let position = config.cluster?.position ?? ConfigPosition(file: config.file, line: 1, column: 1)
+            throw position.error("the cluster section changed; restart the node to apply it (the running one keeps serving)")
+        }
         let generation = current.generation + 1
         var builder = ServingStateBuilder(
             echoServer: echo, selfSigned: selfSigned,

@@ -10,6 +10,8 @@ public final class GatehouseServer: Sendable {
     /// The event loops serving connections.
     public let group: EventLoopGroup
     let engine: ProxyEngine
+    /// This process as a member of the fleet, with `cluster:`.
+    let clusterNode: ClusterNode?
     let logger: Logger
     let logControl: LogControl
     private let ownsGroup: Bool
@@ -27,10 +29,16 @@ public final class GatehouseServer: Sendable {
         var reloading = false
         /// Per-loop tasks publishing traffic to the metrics.
         var publishers: [RepeatedTask] = []
+        /// The cluster node's heartbeat, registry and bus tasks.
+        var clusterTask: Task<Void, Never>?
     }
 
-    private init(group: EventLoopGroup, ownsGroup: Bool, engine: ProxyEngine, logger: Logger, logControl: LogControl, core: Core) {
+    private init(
+        group: EventLoopGroup, ownsGroup: Bool, engine: ProxyEngine, clusterNode: ClusterNode?, logger: Logger, logControl: LogControl,
+        core: Core
+    ) {
         self.group = group
+        self.clusterNode = clusterNode
         self.ownsGroup = ownsGroup
         self.engine = engine
         self.logger = logger
@@ -52,6 +60,9 @@ public final class GatehouseServer: Sendable {
         var publishers: [RepeatedTask] = []
         do {
             let metrics = ProxyMetrics()
+            let clusterNode = try config.cluster.map { cluster throws(ConfigError) in
+                try ClusterNode.make(cluster, environment: ProcessInfo.processInfo.environment, logger: logger, metrics: metrics)
+            }
             var builder = ServingStateBuilder(metrics: metrics, logger: logger)
             // An echo server the builder started is stopped below if anything fails, the build itself included.
             defer { echo = builder.echoServer }
@@ -67,21 +78,34 @@ public final class GatehouseServer: Sendable {
             var accessLogger = logger
             accessLogger[metadataKey: "log"] = "access"
             let engine = ProxyEngine(
-                loops: loops, logger: logger, accessLog: AccessLog(logger: accessLogger, control: logControl), metrics: metrics
+                loops: loops, logger: logger, accessLog: AccessLog(logger: accessLogger, control: logControl), metrics: metrics,
+                cluster: clusterNode
             )
             for (key, listener) in state.listeners {
                 listeners[key] = try await RunningListener.bind(key: key, address: listener.bind, engine: engine, group: group)
                 logger.info("listening", metadata: ["listener": "\(listener.name)", "address": "\(listeners[key]?.address ?? "?")", "tls": "\(listener.tls != nil)"])
             }
             let server = GatehouseServer(
-                group: group, ownsGroup: ownsGroup, engine: engine, logger: logger, logControl: logControl,
+                group: group, ownsGroup: ownsGroup, engine: engine, clusterNode: clusterNode, logger: logger, logControl: logControl,
                 core: Core(
                     state: state, listeners: listeners, echo: builder.echoServer, selfSigned: builder.selfSigned,
                     publishers: publishers
                 )
             )
-            // Nothing else holds the server yet: if the admin endpoint cannot bind, the cleanup below is complete.
-            let admin = try await server.bindAdmin(config.admin, file: config.file)
+            if let clusterNode {
+                clusterNode.attach(server)
+                let task = Task { await clusterNode.run() }
+                server.core.withLock { $0.clusterTask = task }
+                logger.info("cluster mode", metadata: ["node": "\(clusterNode.node)"])
+            }
+            // If the admin endpoint cannot bind, the cleanup below is complete (the cluster task is stopped there).
+            let admin: AdminServer?
+            do {
+                admin = try await server.bindAdmin(config.admin, file: config.file)
+            } catch {
+                await server.stopCluster()
+                throw error
+            }
             server.core.withLock { $0.admin = admin }
             if let admin { logger.info("admin listening", metadata: ["address": "\(admin.address)"]) }
             PidFile.write(config.admin.pidFile, logger: logger)
@@ -152,7 +176,21 @@ public final class GatehouseServer: Sendable {
                 for connection in loop.connections.values { connection.abort() }
             }.get()
         }
+        await self.stopCluster()
         PidFile.remove(pidFile)
         if self.ownsGroup { try? await self.group.shutdownGracefully() }
+    }
+
+    /// Leaves the fleet (this node's registry rows and leases go at once) and stops the cluster tasks.
+    func stopCluster() async {
+        guard let clusterNode = self.clusterNode else { return }
+        let task = self.core.withLock { core in
+            defer { core.clusterTask = nil }
+            return core.clusterTask
+        }
+        guard let task else { return }
+        await clusterNode.leave()
+        task.cancel()
+        await task.value
     }
 }

@@ -10,11 +10,14 @@ final class ProxyEngine: Sendable {
     let metrics: ProxyMetrics
     /// Connections not carrying a WebSocket yet, over every listener and loop.
     let pending = PendingConnectionCounter()
+    /// Cluster mode, when `cluster:` is configured.
+    let cluster: ClusterHooks?
     private let loops: [ObjectIdentifier: LoopRuntime]
     private let nextID = Atomic<UInt64>(1)
     private let drainingFlag = Atomic<Bool>(false)
 
-    init(loops: [LoopRuntime], logger: Logger, accessLog: AccessLog, metrics: ProxyMetrics) {
+    init(loops: [LoopRuntime], logger: Logger, accessLog: AccessLog, metrics: ProxyMetrics, cluster: ClusterHooks? = nil) {
+        self.cluster = cluster
         self.loops = Dictionary(uniqueKeysWithValues: loops.map { (ObjectIdentifier($0.eventLoop), $0) })
         self.logger = logger
         self.accessLog = accessLog

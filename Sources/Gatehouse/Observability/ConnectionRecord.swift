@@ -1,3 +1,4 @@
+import Foundation
 import NIOCore
 
 /// What the proxy knows about one relayed connection: identity, counters and how it ended.
@@ -18,6 +19,9 @@ final class ConnectionRecord {
     let transport: UpgradeRequest.Transport
     /// Authenticated subject, if a token admitted the connection.
     let subject: String?
+    /// `jti` and `iat` of the token that admitted it, for revocations of live connections.
+    let tokenID: String?
+    let tokenIssuedAt: Date?
     /// Backend server that answered.
     let backendServer: String
     /// When the request head arrived.
@@ -33,7 +37,7 @@ final class ConnectionRecord {
     var peakBufferedBytes = 0
 
     init(
-        id: UInt64, listener: String, route: String, request: UpgradeRequest, subject: String?, backendServer: String,
+        id: UInt64, listener: String, route: String, request: UpgradeRequest, identity: AuthIdentity?, backendServer: String,
         started: NIODeadline, startedWallClock: Double
     ) {
         self.id = id
@@ -42,7 +46,9 @@ final class ConnectionRecord {
         self.client = request.clientAddress.map(Self.describe) ?? "-"
         self.clientIP = request.clientIP
         self.transport = request.transport
-        self.subject = subject
+        self.subject = identity?.subject
+        self.tokenID = identity?.jti
+        self.tokenIssuedAt = identity?.issuedAt
         self.backendServer = backendServer
         self.started = started
         self.startedWallClock = startedWallClock

@@ -1,3 +1,4 @@
+import Foundation
 import NIOCore
 
 /// A point-in-time view of one relayed connection, safe to hand across threads (admin API, tests).
@@ -12,6 +13,9 @@ public struct ConnectionSnapshot: Sendable, Equatable {
     public var client: String
     /// Authenticated subject.
     public var subject: String?
+    /// `jti` and `iat` of the admitting token (matched against revocations; not shown by the admin API).
+    public var tokenID: String?
+    public var tokenIssuedAt: Date?
     /// `http/1.1` or `h2`.
     public var transport: String
     /// Backend server.
@@ -24,8 +28,12 @@ public struct ConnectionSnapshot: Sendable, Equatable {
     public var bytesFromBackend: Int
     /// Data messages from the client.
     public var messagesFromClient: Int
-    /// Data messages from the backend.
+    /// Data messages toward the client: the backend's, plus the proxy's pushes.
     public var messagesFromBackend: Int
+    /// Messages of the proxy's own written to the client (pushes and channel broadcasts).
+    public var messagesPushed: Int = 0
+    /// Channels the connection is subscribed to, sorted.
+    public var channels: [String] = []
     /// Largest backlog queued toward either peer so far.
     public var peakBufferedBytes: Int
     /// Whether reading from the client is paused because the backend is not taking bytes.
@@ -40,10 +48,11 @@ extension RelayConnection {
         let record = self.record
         return ConnectionSnapshot(
             id: record.id, listener: record.listener, route: record.route, client: record.client,
-            subject: record.subject, transport: record.transport.rawValue, backend: record.backendServer,
+            subject: record.subject, tokenID: record.tokenID, tokenIssuedAt: record.tokenIssuedAt, transport: record.transport.rawValue, backend: record.backendServer,
             ageSeconds: Double((now - record.started).nanoseconds) / 1e9, bytesFromClient: record.bytesFromClient,
             bytesFromBackend: record.bytesFromBackend, messagesFromClient: self.machine.fromClient.messages,
-            messagesFromBackend: self.machine.fromBackend.messages, peakBufferedBytes: record.peakBufferedBytes,
+            messagesFromBackend: self.machine.messagesToClient, messagesPushed: self.machine.pushedMessages,
+            channels: self.channels.sorted(), peakBufferedBytes: record.peakBufferedBytes,
             clientReadPaused: self.machine.client.readPaused, backendReadPaused: self.machine.backend.readPaused
         )
     }

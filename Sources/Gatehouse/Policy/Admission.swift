@@ -2,6 +2,8 @@ import NIOHTTP1
 
 /// A request that passed routing and policy, with what to send the backend.
 struct Admission {
+    /// Process-unique id of the connection to be (the registry and lease key in cluster mode).
+    let connectionID: UInt64
     /// The route chosen.
     let route: ActiveRoute
     /// The upgrade request for the backend.

@@ -10,6 +10,15 @@ public struct AuthIdentity: Sendable, Equatable {
     public var provider: String
     /// When the token stops being honoured (`exp` plus leeway); nil when it does not expire.
     public var expiresAt: Date?
+    /// `jti` of a JWT (at most ``maxJTIBytes``; longer ones are refused), the key of a revocation by token id;
+    /// nil for static tokens and JWTs without one.
+    public var jti: String? = nil
+    /// `iat` of a JWT, compared with a revocation's `issued_before`; nil for static tokens and JWTs without one.
+    public var issuedAt: Date? = nil
+
+    /// Longest `jti` accepted: real ones are UUIDs or similar, and a revocation must be able to name every
+    /// accepted token, so a longer one is refused rather than ignored.
+    public static let maxJTIBytes = 256
 }
 
 /// A provider's verdict on a token.

@@ -1,16 +1,35 @@
 import Foundation
+import GatehouseCluster
 import NIOCore
 import NIOHTTP1
 
 /// The checks every upgrade goes through once its route is known, whatever HTTP version carried it: Origin,
-/// abuse limits, bearer token and scopes. Produces the ``Admission`` (what to send the backend) or a refusal.
+/// abuse limits, bearer token, revocations, scopes, the per-subject limit and, for `scope: cluster` routes, a
+/// fleet-wide lease. Produces the ``Admission`` (what to send the backend) or a refusal.
+///
+/// The ticket taken first is released here on every refusal; once the ``Admission`` exists, its owner releases it.
 enum HandshakePolicy {
     /// Headers carrying the identity the proxy established.
     static let subjectHeader = "X-Auth-Subject"
     static let scopesHeader = "X-Auth-Scopes"
     static let providerHeader = "X-Auth-Provider"
 
-    static func authorize(_ request: UpgradeRequest, route: ActiveRoute, on eventLoop: EventLoop) -> EventLoopFuture<Admission> {
+    /// `cluster` is the engine's cluster mode (nil without one): revocations are checked against it, and routes
+    /// whose limits have `scope: cluster` take a lease from it after every local check passed.
+    static func authorize(
+        _ request: UpgradeRequest, route: ActiveRoute, connectionID: UInt64, cluster: (any ClusterHooks)?, on eventLoop: EventLoop
+    ) -> EventLoopFuture<Admission> {
+        let admitted = Self.admit(request, route: route, connectionID: connectionID, cluster: cluster, on: eventLoop)
+        guard route.config.limits.scope == .cluster, let cluster else { return admitted }
+        return admitted.flatMap { admission in
+            Self.lease(for: admission, request: request, cluster: cluster, on: eventLoop)
+        }
+    }
+
+    /// The local checks: everything but the cluster lease.
+    private static func admit(
+        _ request: UpgradeRequest, route: ActiveRoute, connectionID: UInt64, cluster: (any ClusterHooks)?, on eventLoop: EventLoop
+    ) -> EventLoopFuture<Admission> {
         if let refusal = OriginPolicy.check(request.headers["origin"], patterns: route.config.origins) {
             return eventLoop.makeFailedFuture(refusal)
         }
@@ -26,7 +45,9 @@ enum HandshakePolicy {
                 key: request.transport == .http2 ? WebSocketAccept.randomKey() : nil,
                 allowUnderscoreHeaders: route.config.allowUnderscoreHeaders, dropExtensions: dropExtensions
             )
-            return eventLoop.makeSucceededFuture(Self.admission(request, route: route, edits: edits, identity: nil, clientSubprotocol: nil, ticket: ticket))
+            return eventLoop.makeSucceededFuture(Self.admission(
+                request, route: route, connectionID: connectionID, edits: edits, identity: nil, clientSubprotocol: nil, ticket: ticket
+            ))
         }
         let extracted = auth.extractor.extract(from: request)
         guard let token = extracted.token else {
@@ -61,10 +82,21 @@ enum HandshakePolicy {
                 ticket.release()
                 throw auth.invalidToken(.unsafeClaims)
             }
+            if let cluster, cluster.isRevoked(identity, now: Date()) {
+                ticket.release()
+                throw auth.invalidToken(.revoked)
+            }
             let missing = auth.scopes.filter { !identity.scopes.contains($0) }
             guard missing.isEmpty else {
                 ticket.release()
                 throw auth.insufficientScope(missing)
+            }
+            // A token without a subject is not counted: there is nothing to count it under.
+            if let max = route.config.limits.maxConnectionsPerSubject, let subject = identity.subject,
+                !ticket.admit(subject: subject, max: max)
+            {
+                ticket.release()
+                throw HandshakeRefusal.tooManyForSubject()
             }
             var headers: [(String, String)] = []
             if let subject = identity.subject { headers.append((Self.subjectHeader, subject)) }
@@ -91,20 +123,43 @@ enum HandshakePolicy {
             let answerToken = extracted.tokenSubprotocol.map { HTTPToken.isToken($0) } == true
                 && extracted.remainingSubprotocols?.isEmpty == true
             return Self.admission(
-                request, route: route, edits: edits, identity: identity,
+                request, route: route, connectionID: connectionID, edits: edits, identity: identity,
                 clientSubprotocol: answerToken ? extracted.tokenSubprotocol : nil, ticket: ticket
             )
         }
     }
 
+    /// Takes the fleet-wide slot of an admission whose local checks passed; the ticket returns it when released.
+    private static func lease(
+        for admission: Admission, request: UpgradeRequest, cluster: any ClusterHooks, on eventLoop: EventLoop
+    ) -> EventLoopFuture<Admission> {
+        let limits = admission.route.config.limits
+        let row = RegistryRow(
+            id: cluster.clusterID(admission.connectionID), node: cluster.node, route: admission.route.name,
+            listener: request.listener, subject: admission.identity?.subject, clientIP: request.clientIP,
+            transport: request.transport.rawValue, started: Date()
+        )
+        let lease = LeaseRequest(
+            row: row, maxConnections: limits.maxConnections, maxConnectionsPerIP: limits.maxConnectionsPerIP,
+            maxConnectionsPerSubject: limits.maxConnectionsPerSubject
+        )
+        return cluster.acquireLease(lease, on: eventLoop).map { () -> Admission in
+            admission.ticket.attachLease(cluster, connectionID: admission.connectionID)
+            return admission
+        }.flatMapErrorThrowing { error in
+            admission.ticket.release()
+            throw error
+        }
+    }
+
     private static func admission(
-        _ request: UpgradeRequest, route: ActiveRoute, edits: ForwardedRequest.Edits, identity: AuthIdentity?,
+        _ request: UpgradeRequest, route: ActiveRoute, connectionID: UInt64, edits: ForwardedRequest.Edits, identity: AuthIdentity?,
         clientSubprotocol: String?, ticket: AdmissionTicket
     ) -> Admission {
         let head = ForwardedRequest.make(from: request, edits: edits)
         let key = head.headers.first(name: "sec-websocket-key") ?? ""
         return Admission(
-            route: route, backendRequest: head, expectedAccept: WebSocketAccept.value(forKey: key), identity: identity,
+            connectionID: connectionID, route: route, backendRequest: head, expectedAccept: WebSocketAccept.value(forKey: key), identity: identity,
             clientSubprotocol: clientSubprotocol, ticket: ticket
         )
     }

@@ -8,10 +8,12 @@ struct JWTClaimsPayload: JWTPayload {
     var aud: [String]?
     var exp: Double?
     var nbf: Double?
+    var iat: Double?
+    var jti: String?
     var scopes: [String]
 
     private enum CodingKeys: String, CodingKey {
-        case sub, iss, aud, exp, nbf, scope, scp
+        case sub, iss, aud, exp, nbf, iat, jti, scope, scp
     }
 
     init(from decoder: Decoder) throws {
@@ -25,6 +27,10 @@ struct JWTClaimsPayload: JWTPayload {
         }
         self.exp = try container.decodeIfPresent(Double.self, forKey: .exp)
         self.nbf = try container.decodeIfPresent(Double.self, forKey: .nbf)
+        // Read leniently: tokens with an odd `iat` or a non-string `jti` were accepted before these claims were
+        // read, and still are (they just cannot be matched by those fields).
+        self.iat = (try? container.decodeIfPresent(Double.self, forKey: .iat)) ?? nil
+        self.jti = (try? container.decodeIfPresent(String.self, forKey: .jti)) ?? nil
         var scopes: [String] = []
         if let scope = try container.decodeIfPresent(String.self, forKey: .scope) {
             scopes += scope.split(separator: " ").map(String.init)
@@ -44,6 +50,8 @@ struct JWTClaimsPayload: JWTPayload {
         try container.encodeIfPresent(self.aud, forKey: .aud)
         try container.encodeIfPresent(self.exp, forKey: .exp)
         try container.encodeIfPresent(self.nbf, forKey: .nbf)
+        try container.encodeIfPresent(self.iat, forKey: .iat)
+        try container.encodeIfPresent(self.jti, forKey: .jti)
         try container.encode(self.scopes.joined(separator: " "), forKey: .scope)
     }
 

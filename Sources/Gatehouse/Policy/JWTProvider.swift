@@ -90,10 +90,12 @@ final class JWTProvider: AuthProvider {
         if let nbf = claims.nbf, time + self.leeway < nbf { return .rejected(.notYetValid) }
         if let issuer = self.issuer, claims.iss != issuer { return .rejected(.wrongIssuer) }
         if let audience = self.audience, !(claims.aud ?? []).contains(audience) { return .rejected(.wrongAudience) }
+        if let jti = claims.jti, jti.utf8.count > AuthIdentity.maxJTIBytes { return .rejected(.oversizedJTI) }
         return .accepted(
             AuthIdentity(
                 subject: claims.sub, scopes: claims.scopes, provider: self.name,
-                expiresAt: claims.exp.map { Date(timeIntervalSince1970: $0 + self.leeway) }
+                expiresAt: claims.exp.map { Date(timeIntervalSince1970: $0 + self.leeway) },
+                jti: claims.jti, issuedAt: claims.iat.flatMap { $0.isFinite ? Date(timeIntervalSince1970: $0) : nil }
             )
         )
     }

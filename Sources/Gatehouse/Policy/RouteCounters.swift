@@ -3,14 +3,18 @@ import NIOCore
 import Synchronization
 
 /// Admission counters of one route, kept across reloads so limits stay true while the configuration changes:
-/// live connections (an atomic), and per client IP the live connections and a handshake token bucket.
+/// live connections (an atomic), per client IP the live connections and a handshake token bucket, and per token
+/// subject the live connections.
 ///
-/// Per-IP state is split over shards, each behind its own lock, so event loops admitting different clients do not
-/// wait for each other.
+/// Per-IP and per-subject state is split over shards, each behind its own lock, so event loops admitting different
+/// clients do not wait for each other.
 final class RouteCounters: Sendable {
     /// Connections currently admitted on the route.
     let active = Atomic<Int>(0)
     private let shards: [NIOLockedValueBox<[String: ClientState]>]
+    /// Live connections per subject; a subject leaves its map with its last connection, so the maps hold no more
+    /// entries than there are live connections.
+    private let subjectShards: [NIOLockedValueBox<[String: Int]>]
 
     struct ClientState {
         var connections = 0
@@ -23,12 +27,17 @@ final class RouteCounters: Sendable {
 
     init() {
         self.shards = (0..<Self.shardCount).map { _ in NIOLockedValueBox([:]) }
+        self.subjectShards = (0..<Self.shardCount).map { _ in NIOLockedValueBox([:]) }
+    }
+
+    private static func shardIndex(for key: String) -> Int {
+        var hasher = Hasher()
+        hasher.combine(key)
+        return Int(UInt(bitPattern: hasher.finalize()) % UInt(Self.shardCount))
     }
 
     private func shard(for ip: String) -> NIOLockedValueBox<[String: ClientState]> {
-        var hasher = Hasher()
-        hasher.combine(ip)
-        return self.shards[Int(UInt(bitPattern: hasher.finalize()) % UInt(Self.shardCount))]
+        self.shards[Self.shardIndex(for: ip)]
     }
 
     /// Admits one connection from `ip` under `limits`, or says why not.
@@ -82,6 +91,28 @@ final class RouteCounters: Sendable {
         self.shard(for: ip).withLockedValue { $0[ip]?.connections ?? 0 }
     }
 
+    /// Live connections of `subject` on this route (for tests and the admin API).
+    func connections(ofSubject subject: String) -> Int {
+        self.subjectShards[Self.shardIndex(for: subject)].withLockedValue { $0[subject] ?? 0 }
+    }
+
+    /// Counts one more connection of `subject` unless it already has `max`; the ticket returns it.
+    fileprivate func admit(subject: String, max: Int) -> Bool {
+        self.subjectShards[Self.shardIndex(for: subject)].withLockedValue { subjects in
+            let current = subjects[subject] ?? 0
+            guard current < max else { return false }
+            subjects[subject] = current + 1
+            return true
+        }
+    }
+
+    fileprivate func release(subject: String) {
+        self.subjectShards[Self.shardIndex(for: subject)].withLockedValue { subjects in
+            guard let current = subjects[subject] else { return }
+            subjects[subject] = current > 1 ? current - 1 : nil
+        }
+    }
+
     fileprivate func release(ip: String?) {
         self.active.subtract(1, ordering: .relaxed)
         if let ip { self.releaseIP(ip) }
@@ -105,20 +136,68 @@ final class RouteCounters: Sendable {
     }
 }
 
-/// A connection slot on a route, returned exactly once when the connection ends or is refused later.
+/// A connection slot on a route, returned exactly once when the connection ends or is refused later: the route
+/// and client-IP counts, and what the handshake attached after the token check (the subject's count, a cluster
+/// lease).
 final class AdmissionTicket: Sendable {
     private let counters: RouteCounters
     private let ip: String?
-    private let released = Atomic<Bool>(false)
+    private let state = NIOLockedValueBox(Held())
+
+    /// What the ticket holds beyond the route and IP counts.
+    private struct Held {
+        var released = false
+        var subject: String?
+        var lease: Lease?
+    }
+
+    /// A fleet-wide slot, returned through the cluster hooks.
+    private struct Lease {
+        let cluster: any ClusterHooks
+        let connectionID: UInt64
+    }
 
     fileprivate init(counters: RouteCounters, ip: String?) {
         self.counters = counters
         self.ip = ip
     }
 
+    /// Counts the connection against `subject`'s limit on the route; false (nothing held) when the subject
+    /// already has `max` connections there (or the ticket was released meanwhile). Once per ticket.
+    func admit(subject: String, max: Int) -> Bool {
+        guard self.counters.admit(subject: subject, max: max) else { return false }
+        let kept = self.state.withLockedValue { held in
+            guard !held.released else { return false }
+            assert(held.subject == nil, "one subject per ticket")
+            held.subject = subject
+            return true
+        }
+        if !kept { self.counters.release(subject: subject) }
+        return kept
+    }
+
+    /// Makes the release of this ticket return the cluster lease of `connectionID` (once). A ticket already
+    /// released returns it at once. Once per ticket.
+    func attachLease(_ cluster: any ClusterHooks, connectionID: UInt64) {
+        let kept = self.state.withLockedValue { held in
+            guard !held.released else { return false }
+            assert(held.lease == nil, "one lease per ticket")
+            held.lease = Lease(cluster: cluster, connectionID: connectionID)
+            return true
+        }
+        if !kept { cluster.released(connectionID: connectionID) }
+    }
+
     func release() {
-        guard !self.released.exchange(true, ordering: .relaxed) else { return }
+        let held: Held? = self.state.withLockedValue { held in
+            guard !held.released else { return nil }
+            held.released = true
+            return held
+        }
+        guard let held else { return }
         self.counters.release(ip: self.ip)
+        if let subject = held.subject { self.counters.release(subject: subject) }
+        if let lease = held.lease { lease.cluster.released(connectionID: lease.connectionID) }
     }
 
     deinit {

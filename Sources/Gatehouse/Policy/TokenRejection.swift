@@ -16,4 +16,7 @@ enum TokenRejection: String, Sendable, Equatable, CaseIterable {
     case wrongAudience = "wrong audience"
     case unknownToken = "unknown token"
     case unsafeClaims = "sub or scope claim holds control characters"
+    case oversizedJTI = "jti claim longer than 256 bytes"
+    /// A revocation in cluster mode matches the token.
+    case revoked = "token revoked"
 }

@@ -1,4 +1,5 @@
 import Foundation
+import GatehouseCluster
 import Logging
 import NIOCore
 
@@ -29,6 +30,9 @@ final class RelayConnection {
     private var reported = ReportedTraffic()
     /// Traffic not yet added to the route's counters (published when metrics are scraped, and at the end).
     private(set) var trafficDirty = false
+    /// Channels the connection is subscribed to (at most ``ChannelName/maxPerConnection``), from the backend's
+    /// `Gatehouse-Channels` header at first, then changed through the admin API.
+    private(set) var channels: Set<String> = []
 
     init(
         record: ConnectionRecord, settings: RelaySettings, metrics: RouteMetrics, ticket: AdmissionTicket,
@@ -49,8 +53,8 @@ final class RelayConnection {
     ) -> RelayConnection {
         let route = admission.route
         let record = ConnectionRecord(
-            id: engine.makeConnectionID(), listener: listener, route: route.name, request: request,
-            subject: admission.identity?.subject, backendServer: upgrade.server.description, started: started,
+            id: admission.connectionID, listener: listener, route: route.name, request: request,
+            identity: admission.identity, backendServer: upgrade.server.description, started: started,
             startedWallClock: Date().timeIntervalSince1970
         )
         let settings = RelaySettings(
@@ -62,7 +66,27 @@ final class RelayConnection {
         let connection = RelayConnection(
             record: record, settings: settings, metrics: route.metrics, ticket: admission.ticket, engine: engine, loop: loop
         )
+        let requested = upgrade.head.headers[ChannelName.header]
+        if !requested.isEmpty {
+            let (channels, ignored) = ChannelName.parseHeader(requested)
+            connection.channels = Set(channels)
+            if !ignored.isEmpty {
+                engine.logger.warning(
+                    "backend asked for channels that were ignored",
+                    metadata: ["connection": "\(record.id)", "route": "\(route.name)", "ignored": "\(ignored.joined(separator: "; "))"]
+                )
+            }
+        }
         loop.connections[record.id] = connection
+        if let cluster = engine.cluster {
+            cluster.opened(
+                RegistryRow(
+                    id: cluster.clusterID(record.id), node: cluster.node, route: record.route, listener: record.listener,
+                    subject: record.subject, clientIP: record.clientIP, transport: record.transport.rawValue,
+                    started: Date(timeIntervalSince1970: record.startedWallClock), channels: connection.channels.sorted()
+                )
+            )
+        }
         route.metrics.handshake(status: 101)
         route.metrics.active.increment()
         route.metrics.handshakeDuration.recordNanoseconds((NIODeadline.now() - started).nanoseconds)
@@ -116,6 +140,7 @@ final class RelayConnection {
         if let feeder = self.machine.writabilityChanged(side, writable: context.channel.isWritable) {
             self.context(feeder)?.read()
         }
+        if self.machine.needsSettling { self.settle() }
     }
 
     func inputClosed(_ side: RelaySide) {
@@ -152,6 +177,30 @@ final class RelayConnection {
         client.close(promise: nil)
         backend.close(promise: nil)
         self.settle()
+    }
+
+    /// Sends a message of the proxy's own to the client, between the backend's messages (see ``RelayStateMachine``).
+    /// Call on the connection's loop.
+    func push(_ message: PushMessage) -> PushOutcome {
+        let outcome = self.machine.push(message)
+        if self.machine.needsSettling { self.settle() }
+        return outcome
+    }
+
+    /// Subscribes the connection to `channel` (a valid ``ChannelName``). Call on the connection's loop.
+    func subscribe(_ channel: String) -> SubscriptionChange {
+        if self.channels.contains(channel) { return .unchanged }
+        guard self.channels.count < ChannelName.maxPerConnection else { return .tooManyChannels }
+        self.channels.insert(channel)
+        self.engine.cluster?.channelsChanged(connectionID: self.record.id, channels: self.channels.sorted())
+        return .changed
+    }
+
+    /// Unsubscribes the connection from `channel`. Call on the connection's loop.
+    func unsubscribe(_ channel: String) -> SubscriptionChange {
+        guard self.channels.remove(channel) != nil else { return .unchanged }
+        self.engine.cluster?.channelsChanged(connectionID: self.record.id, channels: self.channels.sorted())
+        return .changed
     }
 
     // MARK: Carrying out actions
@@ -217,6 +266,7 @@ final class RelayConnection {
         self.tickTimer?.cancel()
         self.loop.connections.removeValue(forKey: self.record.id)
         self.ticket.release()
+        self.engine.cluster?.released(connectionID: self.record.id)
         self.reportTraffic()
         self.metrics.active.decrement()
         self.metrics.connectionDuration.recordNanoseconds((NIODeadline.now() - self.record.started).nanoseconds)
@@ -243,7 +293,8 @@ final class RelayConnection {
             self.metrics.messagesFromClient.increment(by: messagesFromClient - self.reported.messagesFromClient)
             self.reported.messagesFromClient = messagesFromClient
         }
-        let messagesFromBackend = self.machine.fromBackend.messages
+        // Pushed messages count as client-bound messages (their bytes are not the backend's).
+        let messagesFromBackend = self.machine.messagesToClient
         if messagesFromBackend != self.reported.messagesFromBackend {
             self.metrics.messagesFromBackend.increment(by: messagesFromBackend - self.reported.messagesFromBackend)
             self.reported.messagesFromBackend = messagesFromBackend
@@ -256,11 +307,12 @@ final class RelayConnection {
             "frames_in": "\(self.machine.fromClient.frames)",
             "frames_out": "\(self.machine.fromBackend.frames)",
             "messages_in": "\(self.machine.fromClient.messages)",
-            "messages_out": "\(self.machine.fromBackend.messages)",
+            "messages_out": "\(self.machine.messagesToClient)",
             "close_code": "\(ending.code.map { String($0.code) } ?? "none")",
             "closed_by": "\(ending.by.rawValue)",
         ]
         if !ending.reason.isEmpty { metadata["close_reason"] = "\(ending.reason)" }
+        if self.machine.pushedMessages > 0 { metadata["messages_pushed"] = "\(self.machine.pushedMessages)" }
         return metadata
     }
 }

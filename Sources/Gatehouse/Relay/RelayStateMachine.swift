@@ -1,3 +1,4 @@
+import GatehouseCluster
 import NIOCore
 
 /// Every decision of one relayed WebSocket, with no I/O and no clock: events go in (bytes read, read complete, EOF,
@@ -12,6 +13,10 @@ import NIOCore
 /// Closing: close frames are relayed with their code and reason, and both outputs are shut once each side has
 /// sent and received a close (or is gone); `close_timeout` bounds the whole handshake. The proxy writes a frame of
 /// its own (close, ping) only on a frame boundary of the stream it goes into.
+///
+/// Pushes (messages of the proxy's own for the client) wait in a bounded ``PushQueue`` and are written only between
+/// the backend's messages: never after a non-FIN data frame until its final continuation, never inside a frame whose
+/// payload is still arriving (the backend's control frames in between do not matter).
 struct RelayStateMachine {
     /// What may still be written toward a side.
     enum OutputState {
@@ -142,6 +147,10 @@ struct RelayStateMachine {
     private(set) var keepalive = KeepaliveState()
     /// A proxy ping waiting to be written to the client.
     private var ping: ByteBuffer?
+    /// Messages of the proxy's own for the client, waiting for a message boundary of the backend's stream.
+    private(set) var pushes = PushQueue()
+    /// Pushed messages written toward the client.
+    private(set) var pushedMessages = 0
     private var tickDue: NIODeadline?
     private var closeTimerArmed = false
     private var finishReported = false
@@ -168,6 +177,9 @@ struct RelayStateMachine {
         if case .splicing = self.phase { return false }
         return true
     }
+
+    /// Data messages written toward the client: the backend's and the proxy's pushes.
+    var messagesToClient: Int { self.fromBackend.messages &+ self.pushedMessages }
 
     /// Whether the scanner of the stream written toward `side` ends on a frame boundary.
     private func onFrameBoundary(toward side: RelaySide) -> Bool {
@@ -297,6 +309,8 @@ struct RelayStateMachine {
     /// The channel of `side` changed writability; returns the side whose held read may now go ahead.
     mutating func writabilityChanged(_ side: RelaySide, writable: Bool) -> RelaySide? {
         self[side].writable = writable
+        // Pushes wait while the client is not writable (so they stay bounded by the queue): settle to send them.
+        if writable, side == .client, !self.pushes.isEmpty { self.needsSettling = true }
         guard writable, self[side.peer].readPaused else { return nil }
         self[side.peer].readPaused = false
         return side.peer
@@ -339,6 +353,43 @@ struct RelayStateMachine {
         if self.ending == nil { self.ending = RelayEnding(code: code, by: .init(side), reason: "\(side.rawValue) vanished") }
         self.queueClose(to: side.peer, code: code, reason: side == .client ? "client went away" : "backend went away")
         self.beginClosing()
+    }
+
+    // MARK: Pushing
+
+    /// Queues a message of the proxy's own for the client; it is written at the next settling if the backend's
+    /// stream toward the client is between messages and the client is writable, else once it is.
+    mutating func push(_ message: PushMessage) -> PushOutcome {
+        guard self.acceptsPushes else { return .closed }
+        guard self.pushes.append(message) else { return .full }
+        self.needsSettling = true
+        return .queued
+    }
+
+    /// Pushes are taken while the client's output is open and no close has started.
+    private var acceptsPushes: Bool {
+        switch self.phase {
+        case .splicing, .relaying: break
+        case .closing, .ended: return false
+        }
+        guard self.client.active, case .open = self.client.output else { return false }
+        return true
+    }
+
+    /// The next queued push, when it may go out now; drops the queue once the connection is closing.
+    private mutating func nextPush() -> Action? {
+        guard self.acceptsPushes else {
+            self.pushes.removeAll()
+            return nil
+        }
+        // Between the backend's messages: every frame forwarded whole, and no fragmented message open.
+        guard self.client.writable, self.fromBackend.forwardedWholeFrames, !self.fromBackend.isInsideMessage,
+            let frame = self.pushes.popFirst()
+        else { return nil }
+        self.pushedMessages &+= 1
+        self.client.unflushed = true
+        self.client.flushDue = true
+        return .write(frame, to: .client)
     }
 
     // MARK: Closing
@@ -470,8 +521,8 @@ struct RelayStateMachine {
     // MARK: Actions
 
     /// The next thing to do, or nil when everything is done: call until nil after any event that set
-    /// ``needsSettling``. Order: frames of the proxy's own, flushes, output shutdowns, the close timer, the tick,
-    /// reads, the end.
+    /// ``needsSettling``. Order: frames of the proxy's own (closes, ping, pushes), flushes, output shutdowns, the close
+    /// timer, the tick, reads, the end.
     mutating func nextAction() -> Action? {
         guard self.needsSettling else { return nil }
         if case .ended(let ending) = self.phase {
@@ -493,6 +544,7 @@ struct RelayStateMachine {
                 return .write(ping, to: .client)
             }
         }
+        if !self.pushes.isEmpty, let action = self.nextPush() { return action }
         if let action = self.dueFlush(.client) ?? self.dueFlush(.backend) { return action }
         if self.client.isDone && self.backend.isDone, let action = self.shutdown(.client) ?? self.shutdown(.backend) {
             return action
@@ -506,8 +558,9 @@ struct RelayStateMachine {
             if case .relaying = self.phase { return .scheduleTick(deadline) }
         }
         if let action = self.dueRead(.client) ?? self.dueRead(.backend) { return action }
-        // A close waiting for a frame boundary is looked at again after the next bytes toward its side.
-        self.needsSettling = self.client.hasQueuedClose || self.backend.hasQueuedClose
+        // A close waiting for a frame boundary, and pushes waiting for a message boundary (or for the client to be
+        // writable), are looked at again after the next bytes toward their side.
+        self.needsSettling = self.client.hasQueuedClose || self.backend.hasQueuedClose || !self.pushes.isEmpty
         return nil
     }
 

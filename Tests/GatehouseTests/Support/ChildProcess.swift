@@ -3,15 +3,23 @@ import NIOCore
 import NIOPosix
 
 /// A long-running child process (the `gatehouse` binary, a Python peer) whose output lines and exit the test awaits.
-/// Standard output and standard error go to one `LineCollector`, read on a GCD thread (never the concurrency pool).
+/// Standard output and standard error go to one `LineCollector`, read on a thread of its own: a blocking read on a
+/// GCD worker takes one of the few threads libdispatch runs non-overcommit work on (Swift concurrency's too, on
+/// Linux), and a few children stalled every test for about a second until more threads were started.
 struct ChildProcess {
     let process: Process
     let output: LineCollector
     private let exited: EventLoopPromise<Int32>
 
     /// Starts `executable ARGUMENTS`; with `mergeStandardError` false, standard error stays the test's own.
-    static func start(_ executable: String, _ arguments: [String], mergeStandardError: Bool = true) throws -> ChildProcess {
+    /// `environment` entries are added to the test's own environment.
+    static func start(
+        _ executable: String, _ arguments: [String], mergeStandardError: Bool = true, environment: [String: String] = [:]
+    ) throws -> ChildProcess {
         let process = Process()
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
         let pipe = Pipe()
@@ -27,7 +35,7 @@ struct ChildProcess {
             throw error
         }
         let handle = pipe.fileHandleForReading
-        DispatchQueue.global().async {
+        Thread.detachNewThread {
             var pending = ""
             while true {
                 let data = handle.availableData

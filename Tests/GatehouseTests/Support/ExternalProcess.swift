@@ -32,7 +32,7 @@ enum ExternalProcess {
         // pool thread would starve the timer below.
         let reader = Task {
             await withCheckedContinuation { (continuation: CheckedContinuation<Data, Never>) in
-                DispatchQueue.global().async { continuation.resume(returning: output.fileHandleForReading.readDataToEndOfFile()) }
+                Thread.detachNewThread { continuation.resume(returning: output.fileHandleForReading.readDataToEndOfFile()) }
             }
         }
         let timer = Task {
