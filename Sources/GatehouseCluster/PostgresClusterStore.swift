@@ -220,33 +220,26 @@ public final class PostgresClusterStore: ClusterStore {
 
     public func acquireLease(_ request: LeaseRequest, liveWithin: Duration) async throws -> LeaseOutcome {
         let row = request.row
+        let lock = ClusterSchema.routeLockPrefix + row.route
+        let maxRoute = request.maxConnections
+        let maxIP = request.maxConnectionsPerIP
+        let maxSubject = request.maxConnectionsPerSubject
         return try await self.mapErrors {
-            try await self.client.withTransaction(logger: self.logger) { connection in
-                // Leases of one route queue here; the count below then sees every lease committed before.
-                try await self.execute(
-                    "SELECT pg_advisory_xact_lock(hashtext(\(ClusterSchema.routeLockPrefix + row.route)))", on: connection)
-                try await self.ensureNode(row.node, on: connection)
-                let rows = try await connection.query(
-                    """
-                    SELECT count(*),
-                           count(*) FILTER (WHERE c.client_ip = \(row.clientIP)),
-                           count(*) FILTER (WHERE c.subject = \(row.subject))
-                    FROM gatehouse_connections c JOIN gatehouse_nodes n ON n.node = c.node
-                    WHERE c.route = \(row.route) AND c.id <> \(row.id)
-                      AND n.seen > now() - make_interval(secs => \(Self.seconds(liveWithin)))
-                    """, logger: self.logger)
-                var counts = LeaseCounts(route: 0, clientIP: 0, subject: 0)
-                for try await (route, clientIP, subject) in rows.decode((Int, Int, Int).self) {
-                    counts = LeaseCounts(route: route, clientIP: clientIP, subject: subject)
-                }
-                let outcome = counts.outcome(for: request)
-                if outcome == .granted {
-                    for statement in try Self.upsertStatements([row], node: row.node) {
-                        try await self.execute(statement, on: connection)
-                    }
-                }
-                return outcome
+            // One statement in its own transaction: gatehouse_acquire_lease (schema version 2) takes the route's lock,
+            // counts the live leases and inserts the row when the limits allow, all in one round trip.
+            let rows = try await self.client.query(
+                """
+                SELECT route_count, ip_count, subject_count, granted FROM gatehouse_acquire_lease(
+                    \(lock), \(Self.seconds(liveWithin)), \(row.id), \(row.node), \(row.route), \(row.listener), \(row.subject),
+                    \(row.clientIP), \(row.transport), \(row.started), \(row.channels), \(maxRoute), \(maxIP), \(maxSubject))
+                """, logger: self.logger)
+            var outcome = LeaseOutcome.refused(.route)
+            for try await (route, clientIP, subject, granted) in rows.decode((Int, Int, Int, Bool).self) {
+                // The function's verdict; LeaseCounts names the limit that refused, by the same rule.
+                outcome = granted ? .granted : LeaseCounts(route: route, clientIP: clientIP, subject: subject).outcome(for: request)
+                if outcome == .granted && !granted { outcome = .refused(.route) }
             }
+            return outcome
         }
     }
 

@@ -291,6 +291,34 @@ struct ClusterTests {
             for client in [live, admitted, again] { #expect(try await Self.closeCode(client) == 1008) }
         }
     }
+
+    @Test func checkNamesAMissingVariableAndConnectsWhenAsked() async throws {
+        let url = try await PostgresFixture.shared().createDatabase()
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("gatehouse-check-\(UUID().uuidString).yaml").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try """
+            listeners: [{name: plain, bind: "127.0.0.1:0"}]
+            backends: [{name: app, servers: ["127.0.0.1:9"]}]
+            routes: [{name: r, path: "/", backend: app, origins: ["*"], limits: {scope: cluster, max_connections: 10}}]
+            cluster:
+              node: gw-1
+              postgres: {url_env: GH_CHECK_PG_URL}
+            """.write(toFile: path, atomically: true, encoding: .utf8)
+        let missing = try await ExternalProcess.run(["/usr/bin/env", "-u", "GH_CHECK_PG_URL", CLITests.binary, "check", path], timeout: 30)
+        #expect(missing.status == 1)
+        #expect(missing.output.contains("the environment variable GH_CHECK_PG_URL is not set"), "\(missing.output)")
+
+        let password = try #require(URLComponents(string: url)?.password)
+        let connected = try await ExternalProcess.run(["/usr/bin/env", "GH_CHECK_PG_URL=\(url)", CLITests.binary, "check", "--connect", path], timeout: 30)
+        #expect(connected.status == 0, "\(connected.output)")
+        #expect(connected.output.contains("cluster node 'gw-1'") && connected.output.contains("answers (PostgreSQL"), "\(connected.output)")
+        #expect(!connected.output.contains(password))
+
+        let wrong = url.replacingOccurrences(of: password, with: "not-the-password")
+        let refused = try await ExternalProcess.run(["/usr/bin/env", "GH_CHECK_PG_URL=\(wrong)", CLITests.binary, "check", "--connect", path], timeout: 30)
+        #expect(refused.status == 1, "\(refused.output)")
+        #expect(refused.output.contains("does not answer") && !refused.output.contains("not-the-password"), "\(refused.output)")
+    }
 }
 
 /// RFC 3339 times for request bodies.

@@ -18,9 +18,11 @@ struct RegistryJournal {
     var isEmpty: Bool { self.changed.isEmpty && self.removed.isEmpty }
 
     mutating func upsert(_ row: RegistryRow) {
+        let leased = self.published.contains(row.id) && self.rows[row.id] == nil
         self.rows[row.id] = row
-        self.changed.insert(row.id)
         self.removed.remove(row.id)
+        // A lease wrote the row already (without channels): send it again only if it carries channels.
+        if !leased || !row.channels.isEmpty { self.changed.insert(row.id) }
     }
 
     /// A lease inserted the row in the store directly.

@@ -35,7 +35,13 @@ var upgrader = websocket.Upgrader{
 }
 
 func serveEcho(w http.ResponseWriter, r *http.Request) {
-	conn, err := upgrader.Upgrade(w, r, nil)
+	// cluster.sh's fan-out: the backend subscribes the connection to the channels its query names, as a
+	// Gatehouse backend does with the Gatehouse-Channels header of its 101.
+	var header http.Header
+	if channels := r.URL.Query().Get("channels"); channels != "" {
+		header = http.Header{"Gatehouse-Channels": []string{channels}}
+	}
+	conn, err := upgrader.Upgrade(w, r, header)
 	if err != nil {
 		return // Upgrade has already answered with an HTTP error.
 	}

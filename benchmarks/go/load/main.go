@@ -31,6 +31,7 @@ import (
 	"math"
 	"math/bits"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"os/signal"
@@ -77,6 +78,9 @@ type config struct {
 	watch       []int
 	watchOther  []int
 	readyFile   string
+	urls        []string
+	publish     string
+	broadcasts  int
 }
 
 // result is the JSON printed on stdout; fields that do not apply to a mode are omitted.
@@ -105,6 +109,10 @@ type result struct {
 	RSSHeldKiB       *int64             `json:"rssHeldKiB,omitempty"`
 	RSSPerConnKiB    *float64           `json:"rssPerConnectionKiB,omitempty"`
 	GOMAXPROCS       int                `json:"gomaxprocs"`
+	// fanout: per broadcast, milliseconds from the POST to the last delivery and the admin API's answer time.
+	FanoutLastMillis   []float64 `json:"fanoutLastMillis,omitempty"`
+	FanoutMedianMillis []float64 `json:"fanoutMedianMillis,omitempty"`
+	PublishMillis      []float64 `json:"publishMillis,omitempty"`
 }
 
 func main() {
@@ -118,8 +126,10 @@ func main() {
 		res, err = runHandshake(cfg)
 	case "idle":
 		res, err = runIdle(cfg)
+	case "fanout":
+		res, err = runFanout(cfg)
 	default:
-		err = fmt.Errorf("unknown -mode %q (echo, handshake, idle)", cfg.mode)
+		err = fmt.Errorf("unknown -mode %q (echo, handshake, idle, fanout)", cfg.mode)
 	}
 	if err != nil {
 		log.Fatalf("load: %v", err)
@@ -139,7 +149,11 @@ func parseFlags() config {
 	var watch, watchOther string
 	var duration, warmup, hold, settle float64
 	var procs int
-	flag.StringVar(&cfg.mode, "mode", "echo", "echo, handshake or idle")
+	flag.StringVar(&cfg.mode, "mode", "echo", "echo, handshake, idle or fanout")
+	var urls string
+	flag.StringVar(&urls, "urls", "", "fanout: comma-separated ws:// URLs the connections are spread over")
+	flag.StringVar(&cfg.publish, "publish", "", "fanout: admin URL to POST each broadcast to")
+	flag.IntVar(&cfg.broadcasts, "broadcasts", 5, "fanout: broadcasts to time")
 	flag.StringVar(&cfg.url, "url", "", "ws:// or wss:// URL on loopback")
 	flag.StringVar(&cfg.caFile, "ca", "", "PEM CA for wss (default: no certificate verification)")
 	flag.IntVar(&cfg.conns, "conns", 50, "connections (echo, idle)")
@@ -156,6 +170,12 @@ func parseFlags() config {
 	flag.StringVar(&cfg.readyFile, "ready-file", "", "idle: file written once every connection is open")
 	flag.IntVar(&procs, "procs", 0, "GOMAXPROCS (0: Go's default)")
 	flag.Parse()
+	if urls != "" {
+		cfg.urls = strings.Split(urls, ",")
+		if cfg.url == "" {
+			cfg.url = cfg.urls[0]
+		}
+	}
 
 	u, err := url.Parse(cfg.url)
 	if err != nil || (u.Scheme != "ws" && u.Scheme != "wss") {
@@ -726,8 +746,99 @@ func summary(r result) {
 			r.URL, r.Parallel, r.HandshakesPerSec, r.LatencyMicros["p99"], r.Errors)
 	case "idle":
 		fmt.Fprintf(os.Stderr, "load: %s %d/%d idle conns open, errors %d\n", r.URL, r.Opened, r.Connections, r.Errors)
+	case "fanout":
+		fmt.Fprintf(os.Stderr, "load: %d/%d subscribers; last delivery ms %v; median ms %v; POST answered ms %v; errors %d\n",
+			r.Opened, r.Connections, r.FanoutLastMillis, r.FanoutMedianMillis, r.PublishMillis, r.Errors)
 	}
 	if r.FirstError != "" {
 		fmt.Fprintf(os.Stderr, "load: first error: %s\n", r.FirstError)
 	}
+}
+
+// --- fanout ------------------------------------------------------------------------------------------------------
+
+// runFanout opens cfg.conns connections spread over cfg.urls (each subscribed to a channel by the backend), then
+// POSTs cfg.broadcasts messages to cfg.publish one after another and times, for each, the last and the median
+// delivery over every connection, from just before the POST.
+func runFanout(cfg config) (result, error) {
+	if len(cfg.urls) == 0 || cfg.publish == "" {
+		return result{}, fmt.Errorf("fanout needs -urls and -publish")
+	}
+	dial, err := dialer(cfg, 4096)
+	if err != nil {
+		return result{}, err
+	}
+	conns := make([]*websocket.Conn, cfg.conns)
+	var errs errorLog
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, cfg.concurrency)
+	for i := range conns {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(i int) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			c, _, err := dial.Dial(cfg.urls[i%len(cfg.urls)], nil)
+			if err != nil {
+				errs.add(err)
+				return
+			}
+			conns[i] = c
+		}(i)
+	}
+	wg.Wait()
+	var open []*websocket.Conn
+	for _, c := range conns {
+		if c != nil {
+			open = append(open, c)
+		}
+	}
+	defer closeAll(open)
+	res := result{Connections: cfg.conns, Opened: len(open)}
+	// Subscriptions reach the registry within a batch; the local ones are immediate.
+	time.Sleep(cfg.settle)
+	client := &http.Client{Timeout: 30 * time.Second}
+	for b := 0; b < cfg.broadcasts; b++ {
+		received := make([]time.Duration, len(open))
+		var got sync.WaitGroup
+		start := time.Now()
+		for i, c := range open {
+			got.Add(1)
+			go func(i int, c *websocket.Conn) {
+				defer got.Done()
+				c.SetReadDeadline(time.Now().Add(30 * time.Second))
+				if _, _, err := c.ReadMessage(); err != nil {
+					errs.add(err)
+					received[i] = -1
+					return
+				}
+				received[i] = time.Since(start)
+			}(i, c)
+		}
+		request, _ := http.NewRequest("POST", cfg.publish, strings.NewReader(fmt.Sprintf("tick %d", b)))
+		request.Header.Set("Content-Type", "text/plain")
+		request.Header.Set("Gatehouse-Admin", "1")
+		posted := time.Now()
+		response, err := client.Do(request)
+		if err != nil {
+			return res, err
+		}
+		io.Copy(io.Discard, response.Body)
+		response.Body.Close()
+		res.PublishMillis = append(res.PublishMillis, float64(time.Since(posted).Microseconds())/1000)
+		got.Wait()
+		var times []float64
+		for _, d := range received {
+			if d >= 0 {
+				times = append(times, float64(d.Microseconds())/1000)
+			}
+		}
+		sort.Float64s(times)
+		if len(times) > 0 {
+			res.FanoutLastMillis = append(res.FanoutLastMillis, times[len(times)-1])
+			res.FanoutMedianMillis = append(res.FanoutMedianMillis, times[len(times)/2])
+		}
+	}
+	res.Errors, res.FirstError = errs.count.Load(), errs.first
+	return res, nil
 }
