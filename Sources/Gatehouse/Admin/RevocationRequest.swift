@@ -60,19 +60,10 @@ enum RevocationRequest {
 
     private static func time(_ value: Any?, _ name: String) throws -> Date? {
         guard let value, !(value is NSNull) else { return nil }
-        guard let text = value as? String, let date = Self.parseTime(text) else {
+        guard let text = value as? String, let date = RevokeRequest.parseTime(text) else {
             throw Problem(message: "\(name) must be an RFC 3339 time such as 2026-11-29T12:00:00Z")
         }
         return date
-    }
-
-    static func parseTime(_ text: String) -> Date? {
-        let plain = ISO8601DateFormatter()
-        plain.formatOptions = [.withInternetDateTime]
-        if let date = plain.date(from: text) { return date }
-        let fractional = ISO8601DateFormatter()
-        fractional.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        return fractional.date(from: text)
     }
 
     static func format(_ date: Date) -> String {

@@ -494,31 +494,9 @@ func runIdle(cfg config) (result, error) {
 		return result{}, err
 	}
 	before := rssOf(cfg.watch)
-	conns := make([]*websocket.Conn, cfg.conns)
 	var errs errorLog
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, cfg.concurrency)
-	for i := range conns {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func(i int) {
-			defer wg.Done()
-			defer func() { <-sem }()
-			c, _, err := dial.Dial(cfg.url, nil)
-			if err != nil {
-				errs.add(err)
-				return
-			}
-			conns[i] = c
-		}(i)
-	}
-	wg.Wait()
-	opened := 0
-	for _, c := range conns {
-		if c != nil {
-			opened++
-		}
-	}
+	conns := openAll(dial, []string{cfg.url}, cfg.conns, cfg.concurrency, &errs)
+	opened := len(conns)
 	time.Sleep(cfg.settle)
 	held := rssOf(cfg.watch)
 	if cfg.readyFile != "" {
@@ -768,31 +746,8 @@ func runFanout(cfg config) (result, error) {
 	if err != nil {
 		return result{}, err
 	}
-	conns := make([]*websocket.Conn, cfg.conns)
 	var errs errorLog
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, cfg.concurrency)
-	for i := range conns {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func(i int) {
-			defer wg.Done()
-			defer func() { <-sem }()
-			c, _, err := dial.Dial(cfg.urls[i%len(cfg.urls)], nil)
-			if err != nil {
-				errs.add(err)
-				return
-			}
-			conns[i] = c
-		}(i)
-	}
-	wg.Wait()
-	var open []*websocket.Conn
-	for _, c := range conns {
-		if c != nil {
-			open = append(open, c)
-		}
-	}
+	open := openAll(dial, cfg.urls, cfg.conns, cfg.concurrency, &errs)
 	defer closeAll(open)
 	res := result{Connections: cfg.conns, Opened: len(open)}
 	// Subscriptions reach the registry within a batch; the local ones are immediate.
@@ -841,4 +796,34 @@ func runFanout(cfg config) (result, error) {
 	}
 	res.Errors, res.FirstError = errs.count.Load(), errs.first
 	return res, nil
+}
+
+// openAll opens n connections spread round-robin over urls, at most concurrency handshakes at a time; it returns
+// those that opened (failures go to errs).
+func openAll(dial *websocket.Dialer, urls []string, n, concurrency int, errs *errorLog) []*websocket.Conn {
+	conns := make([]*websocket.Conn, n)
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, concurrency)
+	for i := range conns {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(i int) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			c, _, err := dial.Dial(urls[i%len(urls)], nil)
+			if err != nil {
+				errs.add(err)
+				return
+			}
+			conns[i] = c
+		}(i)
+	}
+	wg.Wait()
+	var open []*websocket.Conn
+	for _, c := range conns {
+		if c != nil {
+			open = append(open, c)
+		}
+	}
+	return open
 }
