@@ -52,7 +52,12 @@ struct ConfigTests {
         #expect(config.listeners[0].tls?.minVersion == .v1_3)
         #expect(config.listeners[0].tls?.selfSigned == true)
         #expect(config.listeners[1].tls == nil)
-        #expect(config.backends[0].kind == .servers([BindAddress(host: "127.0.0.1", port: 9001), BindAddress(host: "127.0.0.1", port: 9002)]))
+        #expect(
+            config.backends[0].kind
+                == .servers([
+                    BackendServerConfig(address: BindAddress(host: "127.0.0.1", port: 9001), weight: 1),
+                    BackendServerConfig(address: BindAddress(host: "127.0.0.1", port: 9002), weight: 1),
+                ]))
         #expect(config.backends[0].connectTimeout == .milliseconds(500))
         #expect(config.backends[1].kind == .builtinEcho)
         #expect(config.routes[0].host == .exact("chat.example"))

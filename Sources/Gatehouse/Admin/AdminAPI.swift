@@ -12,7 +12,8 @@ import NIOHTTP1
 /// - `DELETE /connections/{id}`, `DELETE /connections?subject=S[&route=R]`: close with 1008 "closed by administrator".
 /// - `POST /drain`: graceful drain without exiting.
 /// - `POST /reload`: re-read the configuration; the error (`file:line:col: message`) is returned if it fails.
-/// - Pushes and channels: see `AdminAPI+Messages.swift`; cluster mode: see `AdminAPI+Cluster.swift`.
+/// - Pushes and channels: see `AdminAPI+Messages.swift`; cluster mode: `AdminAPI+Cluster.swift`; identity
+///   providers (`GET /auth`): `AdminAPI+Auth.swift`; backend servers: `AdminAPI+Backends.swift`.
 struct AdminAPI: Sendable {
     let server: GatehouseServer
     /// Refuses requests that web pages can make.
@@ -29,11 +30,14 @@ struct AdminAPI: Sendable {
         // Pushes and channels (AdminAPI+Messages), then what cluster mode adds or widens (AdminAPI+Cluster).
         if let response = await self.handleMessages(request) { return response }
         if let response = await self.handleCluster(request) { return response }
+        if let response = await self.handleAuth(request) { return response }
+        if let response = await self.handleBackends(request) { return response }
         switch (request.method, request.path) {
         case (.GET, "/healthz"):
             return .text(.ok, "ok")
         case (.GET, "/readyz"):
             if self.server.isDraining { return .text(.serviceUnavailable, "draining") }
+            if let reason = self.server.identity.notReadyReason { return .text(.serviceUnavailable, reason) }
             return self.server.listenersOpen ? .text(.ok, "ready") : .text(.serviceUnavailable, "listeners not open")
         case (.GET, "/metrics"):
             await self.server.publishTraffic()
@@ -60,6 +64,9 @@ struct AdminAPI: Sendable {
             Task { await server.drain(timeout: timeout) }
             return .json(.accepted, ["draining": true])
         case (.POST, "/reload"):
+            let systemd = SystemdNotifier()
+            systemd.send(.reloading(monotonicMicroseconds: SystemdNotifier.monotonicMicroseconds()))
+            defer { systemd.send(.ready(status: "serving")) }
             switch await self.server.reload() {
             case .success(let generation): return .json(.ok, ["reloaded": true, "generation": generation])
             case .failure(let error): return .json(.unprocessableEntity, ["reloaded": false, "error": error.description])

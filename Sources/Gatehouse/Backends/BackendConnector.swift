@@ -16,6 +16,10 @@ enum BackendConnector {
 
     /// Tries the pool's servers in turn until one answers; fails with the last ``BackendFailure``, or with
     /// ``HandshakeCancellation/Cancelled`` (nothing reported to `onFailure`) once `cancellation` is cancelled.
+    ///
+    /// Passive health: every attempt is reported to the pool's runtime. Connect and TLS failures, missing, malformed
+    /// or late answers, invalid 101s and 5xx answers count as failures (`onEjected` hears of the one that ejects a
+    /// server); a 101 clears them; other answers (4xx: the application's decision) count for nothing.
     static func open(
         pool: BackendPool,
         request: HTTPRequestHead,
@@ -23,14 +27,15 @@ enum BackendConnector {
         settings: ChannelSettings,
         eventLoop: EventLoop,
         cancellation: HandshakeCancellation,
-        onFailure: @escaping @Sendable (BackendFailure) -> Void
+        onFailure: @escaping @Sendable (BackendFailure) -> Void,
+        onEjected: @escaping @Sendable (BindAddress) -> Void = { _ in }
     ) -> EventLoopFuture<BackendAnswer> {
         let servers = pool.attemptOrder()
         let promise = eventLoop.makePromise(of: BackendAnswer.self)
         Self.attempt(
             index: 0, servers: servers, pool: pool, request: request, expectedAccept: expectedAccept,
             settings: settings, eventLoop: eventLoop, cancellation: cancellation, sawTimeout: false,
-            onFailure: onFailure, promise: promise
+            onFailure: onFailure, onEjected: onEjected, promise: promise
         )
         return promise.futureResult
     }
@@ -46,6 +51,7 @@ enum BackendConnector {
         cancellation: HandshakeCancellation,
         sawTimeout: Bool,
         onFailure: @escaping @Sendable (BackendFailure) -> Void,
+        onEjected: @escaping @Sendable (BindAddress) -> Void,
         promise: EventLoopPromise<BackendAnswer>
     ) {
         guard !cancellation.isCancelled else {
@@ -66,16 +72,26 @@ enum BackendConnector {
             }
             switch result {
             case .success(let answer):
+                switch answer {
+                case .upgraded:
+                    pool.runtime.attemptSucceeded(server)
+                case .refused(_, let head, _) where head.status.code >= 500:
+                    if pool.runtime.attemptFailed(server) { onEjected(server) }
+                case .refused:
+                    break
+                }
                 promise.succeed(answer)
             case .failure(let error):
                 let failure = (error as? BackendFailure) ?? .connectFailed(server.description, "\(error)")
+                if pool.runtime.attemptFailed(server) { onEjected(server) }
                 onFailure(failure)
                 let timedOut = sawTimeout || failure.isTimeout
                 if failure.isRetryable && index + 1 < servers.count {
                     Self.attempt(
                         index: index + 1, servers: servers, pool: pool, request: request,
                         expectedAccept: expectedAccept, settings: settings, eventLoop: eventLoop,
-                        cancellation: cancellation, sawTimeout: timedOut, onFailure: onFailure, promise: promise
+                        cancellation: cancellation, sawTimeout: timedOut, onFailure: onFailure, onEjected: onEjected,
+                        promise: promise
                     )
                 } else if timedOut && failure.isRetryable {
                     promise.fail(BackendFailure.connectTimeout(failure.server))

@@ -19,10 +19,12 @@ enum ForwardedRequest {
     /// the backend's word to the proxy: a client's copy must not reach the backend (it could echo it back).
     static let proxyOwned: [String] = [
         "forwarded", "x-real-ip", "x-auth-subject", "x-auth-scopes", "x-auth-provider", "gatehouse-channels",
+        "x-client-cert",
     ]
 
-    /// Prefixes of header families only the proxy may set.
-    static let proxyOwnedPrefixes: [String] = ["x-forwarded-"]
+    /// Prefixes of header families only the proxy may set. `X-Client-Cert-*` carries the verified client
+    /// certificate (`forward_certificate`); it is stripped on every route, whether or not the proxy sets it there.
+    static let proxyOwnedPrefixes: [String] = ["x-forwarded-", "x-client-cert-"]
 
     /// What the proxy changes in the request, decided by policy.
     struct Edits {

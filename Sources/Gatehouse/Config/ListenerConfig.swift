@@ -26,6 +26,26 @@ public struct ListenerTLSConfig: Sendable, Equatable {
     public var alpn: [String]
     /// TLS 1.2 cipher suites offered (TLS 1.3 suites are fixed by BoringSSL).
     public var ciphers: CipherSuites = .intermediate
+    /// Client certificates (`client_auth`); nil when the listener asks for none.
+    public var clientAuth: ClientAuthConfig? = nil
+}
+
+/// Client certificate verification on a TLS listener (`tls.client_auth`).
+public struct ClientAuthConfig: Sendable, Equatable {
+    /// Whether a client must present a certificate.
+    public enum Mode: String, Sendable, Equatable {
+        /// The TLS handshake fails without a valid certificate.
+        case required
+        /// A client without a certificate is let through; one presenting an invalid certificate is not.
+        case optional
+    }
+
+    /// PEM file of the certificate authorities client certificates must chain to (absolute once loaded).
+    public var ca: String
+    /// `required` unless written otherwise.
+    public var mode: Mode
+    /// Where `client_auth` was written.
+    public var position: ConfigPosition
 }
 
 /// A certificate chain and its private key, both PEM files (absolute paths once loaded).
@@ -114,9 +134,31 @@ extension ListenerTLSConfig {
                 throw ciphersNode.error("ciphers: \(error.message)")
             }
         }
+        self.clientAuth = try map.optional("client_auth").map { node throws(ConfigError) in
+            try ClientAuthConfig(node: node, paths: paths)
+        }
         if self.certificates.isEmpty && !self.selfSigned {
             throw node.error("tls needs 'certificates' or 'self_signed: true'")
         }
+        try map.finish()
+    }
+}
+
+extension ClientAuthConfig {
+    init(node: ConfigNode, paths: ConfigPaths) throws(ConfigError) {
+        let map = try node.mapping("client_auth")
+        self.ca = paths.resolve(try map.required("ca").string("ca"))
+        // Without `mode` a certificate is required: the stricter reading of a listener that names a CA.
+        if let modeNode = map.optional("mode") {
+            let text = try modeNode.string("mode")
+            guard let mode = Mode(rawValue: text) else {
+                throw modeNode.error("mode must be 'required' or 'optional', found '\(text)'")
+            }
+            self.mode = mode
+        } else {
+            self.mode = .required
+        }
+        self.position = node.position
         try map.finish()
     }
 }

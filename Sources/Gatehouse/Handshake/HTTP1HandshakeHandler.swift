@@ -35,12 +35,15 @@ final class HTTP1HandshakeHandler: ChannelDuplexHandler, RemovableChannelHandler
     private let accepted: NIODeadline
     /// When the request head arrived: handshake latency counts from here.
     private var started = NIODeadline.now()
+    /// The client certificate the TLS handshake verified.
+    private let clientCertificate: ClientCertificate?
 
     init(
         engine: ProxyEngine, listener: ListenerInfo, headGuard: HeadSizeGuard, limits: LimitsConfig, accepted: NIODeadline,
-        pending: PendingTicket? = nil
+        pending: PendingTicket? = nil, clientCertificate: ClientCertificate? = nil
     ) {
         self.engine = engine
+        self.clientCertificate = clientCertificate
         self.pending = pending
         self.listener = listener
         self.headGuard = headGuard
@@ -140,7 +143,8 @@ final class HTTP1HandshakeHandler: ChannelDuplexHandler, RemovableChannelHandler
             scheme: self.listener.isTLS ? "https" : "http",
             clientAddress: context.channel.remoteAddress,
             listener: self.listener.name,
-            transport: .http1
+            transport: .http1,
+            clientCertificate: self.clientCertificate
         )
         if Self.approximateSize(of: head) > self.maxHeadBytes {
             self.refuse(.headTooLarge(limit: self.maxHeadBytes), request: request, route: nil, context: context)

@@ -34,9 +34,15 @@ final class HTTP2StreamHandshakeHandler: ChannelDuplexHandler, RemovableChannelH
     private var early: [ByteBuffer] = []
     private var earlyEnd = false
     private let started = NIODeadline.now()
+    /// The client certificate the connection's TLS handshake verified: every stream carries it.
+    private let clientCertificate: ClientCertificate?
 
-    init(engine: ProxyEngine, listener: ListenerInfo, watcher: HTTP2ConnectionWatcher? = nil, withinStreamLimit: Bool = true) {
+    init(
+        engine: ProxyEngine, listener: ListenerInfo, watcher: HTTP2ConnectionWatcher? = nil, withinStreamLimit: Bool = true,
+        clientCertificate: ClientCertificate? = nil
+    ) {
         self.engine = engine
+        self.clientCertificate = clientCertificate
         self.listener = listener
         self.watcher = watcher
         self.withinStreamLimit = withinStreamLimit
@@ -107,7 +113,7 @@ final class HTTP2StreamHandshakeHandler: ChannelDuplexHandler, RemovableChannelH
         var request = UpgradeRequest(
             target: path, authority: authorities.first, headers: regular,
             scheme: self.listener.isTLS ? "https" : "http", clientAddress: context.channel.parent?.remoteAddress,
-            listener: self.listener.name, transport: .http2
+            listener: self.listener.name, transport: .http2, clientCertificate: self.clientCertificate
         )
         // The same rule as HTTP/1.1's Host: an :authority that does not parse is refused, never read as "no host".
         if authorities.count > 1 || authorities.first.map({ HostPattern.normalizedHost(fromAuthority: $0) == nil }) == true {

@@ -42,7 +42,7 @@ enum HandshakeFlow {
                 admission.ticket.release()
                 return eventLoop.makeSucceededFuture(Outcome.cancelled)
             }
-            return Self.openBackend(admission, engine: engine, on: eventLoop, cancellation: cancellation).map { answer -> Outcome in
+            return Self.openBackend(admission, request: request, engine: engine, on: eventLoop, cancellation: cancellation).map { answer -> Outcome in
                 switch answer {
                 case .upgraded(let upgrade):
                     return .upgraded(admission, upgrade)
@@ -75,15 +75,22 @@ enum HandshakeFlow {
     }
 
     /// Opens the backend WebSocket for an admitted request; `cancellation` calls it off when the client leaves.
+    /// The server order is chosen here (balancing, the hash key of the request); the first choice counts the
+    /// handshake as pending until it ends, so least connections sees handshakes in flight.
     private static func openBackend(
-        _ admission: Admission, engine: ProxyEngine, on eventLoop: EventLoop, cancellation: HandshakeCancellation
+        _ admission: Admission, request: UpgradeRequest, engine: ProxyEngine, on eventLoop: EventLoop, cancellation: HandshakeCancellation
     ) -> EventLoopFuture<BackendAnswer> {
         let logger = engine.logger
         let metrics = engine.metrics
         let route = admission.route.name
         let backend = admission.route.backend.name
+        let pool = admission.route.backend
+        let key = pool.balance == .hash ? pool.hashKey?.value(in: request, subject: admission.identity?.subject) : nil
+        let planned = pool.planned(key: key)
+        let first = planned.attemptOrder().first
+        if let first { pool.runtime.handshakeStarted(first) }
         return BackendConnector.open(
-            pool: admission.route.backend,
+            pool: planned,
             request: admission.backendRequest,
             expectedAccept: admission.expectedAccept,
             settings: .init(bufferBytes: admission.route.config.limits.bufferBytes),
@@ -95,7 +102,14 @@ enum HandshakeFlow {
                     "backend attempt failed",
                     metadata: ["route": "\(route)", "server": "\(failure.server)", "error": "\(failure)"]
                 )
+            },
+            onEjected: { server in
+                // Passive ejection only stops new connections: live ones on the server may be healthy.
+                BackendMetrics(factory: metrics.factory).ejected(backend: backend, server: server, reason: .passive)
+                logger.notice("backend server ejected: failed attempts", metadata: ["backend": "\(backend)", "server": "\(server)"])
             }
-        )
+        ).always { _ in
+            if let first { pool.runtime.handshakeEnded(first) }
+        }
     }
 }

@@ -26,6 +26,8 @@ public struct UpgradeRequest: Sendable {
     public var listener: String
     /// The HTTP version carrying the WebSocket.
     public var transport: Transport
+    /// The client certificate the connection's TLS handshake verified (`client_auth`); nil without one.
+    public var clientCertificate: ClientCertificate? = nil
 
     /// The path part of the target.
     public var path: Substring {

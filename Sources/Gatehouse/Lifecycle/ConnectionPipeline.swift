@@ -39,15 +39,33 @@ enum ConnectionPipeline {
         try sync.addHandler(NIOSSLServerHandler(context: tls.context))
         try sync.addHandler(deadline)
         let maxStreams = listener.maxConcurrentStreams
+        let verifiesClients = tls.verifiesClients
         try sync.addHandler(
             ApplicationProtocolNegotiationHandler { result, channel in
                 channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
                     _ = sync.removeHandler(deadline)
+                    // Read once per connection, now that the handshake verified it; every request of the
+                    // connection (each HTTP/2 stream) carries it.
+                    let certificate: ClientCertificate?
+                    do {
+                        certificate = verifiesClients ? try ClientCertificate.peer(of: sync) : nil
+                    } catch {
+                        // Verified by BoringSSL yet unreadable here: closed, never passed on as anonymous.
+                        metrics.tlsHandshakeFailed(listener: info.name)
+                        channel.close(promise: nil)
+                        return
+                    }
                     if case .negotiated("h2") = result {
-                        try Self.addHTTP2(channel, engine: engine, info: info, limits: limits, maxStreams: maxStreams, pending: pending)
+                        try Self.addHTTP2(
+                            channel, engine: engine, info: info, limits: limits, maxStreams: maxStreams, pending: pending,
+                            certificate: certificate
+                        )
                     } else {
-                        try Self.addHTTP1(sync, engine: engine, info: info, limits: limits, accepted: accepted, pending: pending)
+                        try Self.addHTTP1(
+                            sync, engine: engine, info: info, limits: limits, accepted: accepted, pending: pending,
+                            certificate: certificate
+                        )
                     }
                 }
             }
@@ -56,7 +74,7 @@ enum ConnectionPipeline {
 
     private static func addHTTP1(
         _ sync: ChannelPipeline.SynchronousOperations, engine: ProxyEngine, info: ListenerInfo, limits: LimitsConfig,
-        accepted: NIODeadline, pending: PendingTicket
+        accepted: NIODeadline, pending: PendingTicket, certificate: ClientCertificate? = nil
     ) throws {
         let headGuard = HeadSizeGuard(limit: limits.maxHeadBytes)
         try sync.addHandler(headGuard)
@@ -65,12 +83,16 @@ enum ConnectionPipeline {
         // Nothing the proxy answers may carry CR, LF or NUL in a header, whatever reached it.
         try sync.addHandler(NIOHTTPResponseHeadersValidator())
         try sync.addHandler(
-            HTTP1HandshakeHandler(engine: engine, listener: info, headGuard: headGuard, limits: limits, accepted: accepted, pending: pending)
+            HTTP1HandshakeHandler(
+                engine: engine, listener: info, headGuard: headGuard, limits: limits, accepted: accepted, pending: pending,
+                clientCertificate: certificate
+            )
         )
     }
 
     private static func addHTTP2(
-        _ channel: Channel, engine: ProxyEngine, info: ListenerInfo, limits: LimitsConfig, maxStreams: Int, pending: PendingTicket
+        _ channel: Channel, engine: ProxyEngine, info: ListenerInfo, limits: LimitsConfig, maxStreams: Int, pending: PendingTicket,
+        certificate: ClientCertificate?
     ) throws {
         var connection = NIOHTTP2Handler.ConnectionConfiguration()
         // NIOHTTP2 enforces the limit it announces as a connection error; it is given room above the listener's
@@ -100,7 +122,9 @@ enum ConnectionPipeline {
             stream.eventLoop.makeCompletedFuture {
                 let withinLimit = watcher.streamInitialized(stream)
                 try stream.pipeline.syncOperations.addHandler(
-                    HTTP2StreamHandshakeHandler(engine: engine, listener: info, watcher: watcher, withinStreamLimit: withinLimit)
+                    HTTP2StreamHandshakeHandler(
+                        engine: engine, listener: info, watcher: watcher, withinStreamLimit: withinLimit, clientCertificate: certificate
+                    )
                 )
             }
         }

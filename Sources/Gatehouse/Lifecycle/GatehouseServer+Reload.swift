@@ -46,7 +46,8 @@ extension GatehouseServer {
         var builder = ServingStateBuilder(
             echoServer: echo, selfSigned: selfSigned,
             counters: Dictionary(uniqueKeysWithValues: current.routes.all.map { ($0.name, $0.counters) }),
-            metrics: self.engine.metrics, logger: self.logger
+            runtimes: current.backendRuntimes,
+            metrics: self.engine.metrics, identity: self.identity, logger: self.logger
         )
         let startedEcho: EchoServer?
         let state: ServingState
@@ -55,6 +56,7 @@ extension GatehouseServer {
             startedEcho = builder.echoServer === echo ? nil : builder.echoServer
         } catch {
             if let started = builder.echoServer, started !== echo { await started.stop() }
+            self.identity.discardPending()
             throw error
         }
 
@@ -72,6 +74,7 @@ extension GatehouseServer {
         } catch {
             for socket in opened.values { try? await socket.channel.close() }
             await startedEcho?.stop()
+            self.identity.discardPending()
             throw error
         }
 
@@ -94,7 +97,12 @@ extension GatehouseServer {
             }
             return (Array(gone.values), retired)
         }
+        // Servers a reload removed drain; the others keep their connections; operator drains end.
+        self.applyBackendServers(clearDrains: true)
+        self.healthChecker.update(state)
         builder.echoServer?.apply(config)
+        // Key sets of unchanged providers carried over (keys, schedule, rate limits); removed ones stop, new ones start.
+        await self.identity.commit()
         for socket in removed { try? await socket.channel.close() }
         await retiredAdmin?.stop()
         for (key, socket) in opened {

@@ -12,6 +12,10 @@ public final class GatehouseServer: Sendable {
     let engine: ProxyEngine
     /// This process as a member of the fleet, with `cluster:`.
     let clusterNode: ClusterNode?
+    /// Active WebSocket health checks of the backends that ask for them.
+    let healthChecker: HealthChecker
+    /// The HTTP client and remote key sets of identity providers, kept across reloads.
+    let identity: IdentityRuntime
     let logger: Logger
     let logControl: LogControl
     private let ownsGroup: Bool
@@ -31,14 +35,18 @@ public final class GatehouseServer: Sendable {
         var publishers: [RepeatedTask] = []
         /// The cluster node's heartbeat, registry and bus tasks.
         var clusterTask: Task<Void, Never>?
+        /// Resolves backend server names again every `resolve_interval`.
+        var resolveTask: Task<Void, Never>?
     }
 
     private init(
-        group: EventLoopGroup, ownsGroup: Bool, engine: ProxyEngine, clusterNode: ClusterNode?, logger: Logger, logControl: LogControl,
-        core: Core
+        group: EventLoopGroup, ownsGroup: Bool, engine: ProxyEngine, clusterNode: ClusterNode?, identity: IdentityRuntime,
+        healthChecker: HealthChecker, logger: Logger, logControl: LogControl, core: Core
     ) {
+        self.healthChecker = healthChecker
         self.group = group
         self.clusterNode = clusterNode
+        self.identity = identity
         self.ownsGroup = ownsGroup
         self.engine = engine
         self.logger = logger
@@ -52,21 +60,33 @@ public final class GatehouseServer: Sendable {
     public static func start(
         config: ProxyConfig, logger: Logger, logControl: LogControl = LogControl(), group: EventLoopGroup? = nil
     ) async throws -> GatehouseServer {
+        try await Self.start(config: config, logger: logger, logControl: logControl, group: group, resolver: SystemBackendResolver())
+    }
+
+    /// ``start(config:logger:logControl:group:)`` with the resolver of backend server names (tests pass their own).
+    static func start(
+        config: ProxyConfig, logger: Logger, logControl: LogControl = LogControl(), group: EventLoopGroup? = nil,
+        resolver: any BackendResolver
+    ) async throws -> GatehouseServer {
         logControl.apply(config.log)
         let ownsGroup = group == nil
         let group = group ?? MultiThreadedEventLoopGroup(numberOfThreads: config.threads ?? System.coreCount)
         var echo: EchoServer?
         var listeners: [String: RunningListener] = [:]
         var publishers: [RepeatedTask] = []
+        let metrics = ProxyMetrics()
+        // Always made (an idle client holds no connection): a reload may add a provider that fetches.
+        let identity = IdentityRuntime(eventLoopGroup: group, metrics: metrics, logger: logger)
         do {
-            let metrics = ProxyMetrics()
             let clusterNode = try config.cluster.map { cluster throws(ConfigError) in
                 try ClusterNode.make(cluster, environment: ProcessInfo.processInfo.environment, logger: logger, metrics: metrics)
             }
-            var builder = ServingStateBuilder(metrics: metrics, logger: logger)
+            var builder = ServingStateBuilder(metrics: metrics, identity: identity, logger: logger)
             // An echo server the builder started is stopped below if anything fails, the build itself included.
             defer { echo = builder.echoServer }
             let state = try await builder.build(config, generation: 1, echo: .start(on: group))
+            // Remote key sets start fetching now, in the background: the proxy serves while the IdP answers.
+            await identity.commit()
             var loops: [LoopRuntime] = []
             for loop in group.makeIterator() {
                 let runtime = LoopRuntime(eventLoop: loop, state: state)
@@ -86,12 +106,22 @@ public final class GatehouseServer: Sendable {
                 logger.info("listening", metadata: ["listener": "\(listener.name)", "address": "\(listeners[key]?.address ?? "?")", "tls": "\(listener.tls != nil)"])
             }
             let server = GatehouseServer(
-                group: group, ownsGroup: ownsGroup, engine: engine, clusterNode: clusterNode, logger: logger, logControl: logControl,
-                core: Core(
+                group: group, ownsGroup: ownsGroup, engine: engine, clusterNode: clusterNode, identity: identity,
+                healthChecker: HealthChecker(group: group, metrics: BackendMetrics(factory: metrics.factory), logger: logger),
+                logger: logger, logControl: logControl, core: Core(
                     state: state, listeners: listeners, echo: builder.echoServer, selfSigned: builder.selfSigned,
                     publishers: publishers
                 )
             )
+            server.applyBackendServers(clearDrains: false)
+            // A server the checks eject leaves like a removed one: its connections are closed at drain_rate.
+            server.healthChecker.onEjection { [weak server] backend, address in
+                guard let server, let rate = server.core.withLock({ $0.state.pools[backend]?.drainRate }) else { return }
+                Task { _ = await server.closeConnections(backend: backend, server: address, rate: rate) }
+            }
+            server.healthChecker.start(state)
+            let resolveTask = Task { await server.resolveBackendNames(using: resolver) }
+            server.core.withLock { $0.resolveTask = resolveTask }
             if let clusterNode {
                 clusterNode.attach(server)
                 let task = Task { await clusterNode.run() }
@@ -103,6 +133,8 @@ public final class GatehouseServer: Sendable {
             do {
                 admin = try await server.bindAdmin(config.admin, file: config.file)
             } catch {
+                resolveTask.cancel()
+                await server.healthChecker.stop()
                 await server.stopCluster()
                 throw error
             }
@@ -114,6 +146,7 @@ public final class GatehouseServer: Sendable {
             for publisher in publishers { publisher.cancel() }
             for listener in listeners.values { try? await listener.channel.close() }
             await echo?.stop()
+            await identity.shutdown()
             if ownsGroup { try? await group.shutdownGracefully() }
             throw error
         }
@@ -161,14 +194,18 @@ public final class GatehouseServer: Sendable {
     /// made them.
     public func stop() async {
         await self.closeListeners()
-        let (echo, admin, pidFile, publishers) = self.core.withLock { core in
-            let result = (core.echo, core.admin, core.state.config.admin.pidFile, core.publishers)
+        await self.healthChecker.stop()
+        let (echo, admin, pidFile, publishers, resolveTask) = self.core.withLock { core in
+            let result = (core.echo, core.admin, core.state.config.admin.pidFile, core.publishers, core.resolveTask)
+            core.resolveTask = nil
             core.echo = nil
             core.admin = nil
             core.publishers = []
             return result
         }
         for publisher in publishers { publisher.cancel() }
+        // Not awaited: a lookup in flight may take the system resolver's timeout, and it changes nothing once stopped.
+        resolveTask?.cancel()
         await admin?.stop()
         await echo?.stop()
         for loop in self.engine.allLoops {
@@ -177,6 +214,7 @@ public final class GatehouseServer: Sendable {
             }.get()
         }
         await self.stopCluster()
+        await self.identity.shutdown()
         PidFile.remove(pidFile)
         if self.ownsGroup { try? await self.group.shutdownGracefully() }
     }

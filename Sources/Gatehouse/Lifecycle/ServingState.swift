@@ -19,13 +19,21 @@ final class ServingState: Sendable {
     let generation: Int
     /// SHA-256 of the admin token, when one is required.
     let adminTokenDigest: [UInt8]?
+    /// Backend pools by backend name.
+    let pools: [String: BackendPool]
+    /// Server state of each backend by backend name, shared by every generation of a backend with that name.
+    var backendRuntimes: [String: BackendRuntime] { self.pools.mapValues(\.runtime) }
 
-    init(config: ProxyConfig, routes: [ActiveRoute], listenerTLS: [String: ListenerTLSContext], generation: Int, adminTokenDigest: [UInt8]?) {
+    init(
+        config: ProxyConfig, routes: [ActiveRoute], listenerTLS: [String: ListenerTLSContext], generation: Int, adminTokenDigest: [UInt8]?,
+        pools: [String: BackendPool] = [:]
+    ) {
         self.config = config
         self.routes = RouteTable(routes.map { (host: $0.config.host, path: $0.config.path, route: $0) })
         self.listenerTLS = listenerTLS
         self.listeners = Dictionary(uniqueKeysWithValues: config.listeners.map { (ListenerKey.of($0), $0) })
         self.generation = generation
         self.adminTokenDigest = adminTokenDigest
+        self.pools = pools
     }
 }

@@ -23,19 +23,26 @@ struct ServingStateBuilder {
     var selfSigned: [String: SelfSignedCertificate]
     /// Live-connection counters of the routes already served, by route name: a rebuilt route keeps counting.
     var counters: [String: RouteCounters]
+    /// Server state of the backends already served, by backend name: live counts, health and drains carry over.
+    var runtimes: [String: BackendRuntime]
     /// Where route metrics live.
     let metrics: ProxyMetrics
+    /// The HTTP client and caches remote providers share; nil where nothing may be fetched (`gatehouse check`).
+    var identity: IdentityRuntime?
     let logger: Logger
     /// Environment variables (HMAC secrets, admin token).
     let environment: [String: String]
 
     init(
         echoServer: EchoServer? = nil, selfSigned: [String: SelfSignedCertificate] = [:], counters: [String: RouteCounters] = [:],
-        metrics: ProxyMetrics, logger: Logger, environment: [String: String] = ProcessInfo.processInfo.environment
+        runtimes: [String: BackendRuntime] = [:], metrics: ProxyMetrics, identity: IdentityRuntime? = nil, logger: Logger,
+        environment: [String: String] = ProcessInfo.processInfo.environment
     ) {
+        self.identity = identity
         self.echoServer = echoServer
         self.selfSigned = selfSigned
         self.counters = counters
+        self.runtimes = runtimes
         self.metrics = metrics
         self.logger = logger
         self.environment = environment
@@ -74,17 +81,29 @@ struct ServingStateBuilder {
         }
         var pools: [String: BackendPool] = [:]
         for backend in config.backends {
-            pools[backend.name] = try Self.pool(for: backend, echoAddress: echoAddress)
+            let runtime = self.runtimes[backend.name] ?? BackendRuntime(name: backend.name)
+            self.runtimes[backend.name] = runtime
+            pools[backend.name] = try Self.pool(for: backend, echoAddress: echoAddress, runtime: runtime)
         }
         var providers: [String: any AuthProvider] = [:]
         for provider in config.auth {
             switch provider.kind {
             case .jwt(let jwt):
-                providers[provider.name] = try await JWTProvider.load(jwt, name: provider.name, environment: self.environment)
+                providers[provider.name] = try await JWTProvider.load(
+                    jwt, name: provider.name, environment: self.environment, identity: self.identity
+                )
             case .staticTokens(let file, let position):
                 providers[provider.name] = try StaticTokenProvider.load(path: file, name: provider.name, position: position)
+            case .introspection(let introspection):
+                providers[provider.name] = try IntrospectionProvider.make(
+                    introspection, name: provider.name, environment: self.environment, identity: self.identity, metrics: self.metrics
+                )
+            case .mtls(let mtls):
+                providers[provider.name] = try MTLSProvider.make(mtls, name: provider.name)
             }
         }
+        // For `GET /auth` once this configuration is served (the caller commits or discards it).
+        self.identity?.stage(providers: config.auth.compactMap { providers[$0.name] })
         var routes: [ActiveRoute] = []
         for route in config.routes {
             guard let pool = pools[route.backend] else {
@@ -101,7 +120,8 @@ struct ServingStateBuilder {
             )
         }
         return ServingState(
-            config: config, routes: routes, listenerTLS: listenerTLS, generation: generation, adminTokenDigest: adminTokenDigest
+            config: config, routes: routes, listenerTLS: listenerTLS, generation: generation, adminTokenDigest: adminTokenDigest,
+            pools: pools
         )
     }
 
@@ -127,17 +147,18 @@ struct ServingStateBuilder {
         return Array(SHA256.hash(data: Array(token.utf8)))
     }
 
-    private static func pool(for backend: BackendConfig, echoAddress: BindAddress?) throws(ConfigError) -> BackendPool {
-        let servers: [BindAddress]
+    private static func pool(for backend: BackendConfig, echoAddress: BindAddress?, runtime: BackendRuntime) throws(ConfigError) -> BackendPool {
+        let entries: [BackendServerConfig]
         switch backend.kind {
-        case .servers(let addresses):
-            servers = addresses
+        case .servers(let configured):
+            entries = configured
         case .builtinEcho:
             guard let echo = echoAddress else {
                 throw backend.position.error("backend '\(backend.name)': the builtin echo server is not running")
             }
-            servers = [echo]
+            entries = [BackendServerConfig(address: echo, weight: 1)]
         }
+        let servers = entries.map(\.address)
         var tls: (NIOSSLContext, String?)?
         if let config = backend.tls {
             if config.serverName == nil, servers.contains(where: { Self.isIPLiteral($0.host) }) {
@@ -158,16 +179,20 @@ struct ServingStateBuilder {
                     throw backend.position.error("backend '\(backend.name)': cannot load CA file \(ca): \(error)")
                 }
             }
+            // Named servers are connected to by their resolved addresses: the name is what the certificate carries.
+            let names = Set(servers.filter { !BackendServerSet.isIPLiteral($0.host) }.map(\.host))
+            if config.serverName == nil, names.count > 1 {
+                throw backend.position.error(
+                    "backend '\(backend.name)': TLS to servers of several host names needs 'server_name' (the name their certificates carry)"
+                )
+            }
             do {
-                tls = (try NIOSSLContext(configuration: client), config.serverName)
+                tls = (try NIOSSLContext(configuration: client), config.serverName ?? names.first)
             } catch {
                 throw backend.position.error("backend '\(backend.name)': cannot build the TLS client context: \(error)")
             }
         }
-        return BackendPool(
-            name: backend.name, servers: servers, connectTimeout: backend.connectTimeout,
-            responseTimeout: backend.responseTimeout, tls: tls
-        )
+        return BackendPool(config: backend, servers: entries, tls: tls, runtime: runtime)
     }
 
     static func isIPLiteral(_ host: String) -> Bool {

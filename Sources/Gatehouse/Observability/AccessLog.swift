@@ -33,6 +33,7 @@ struct AccessLog: Sendable {
             "bytes_out": "\(record.bytesFromBackend)",
         ]
         if let subject = record.subject { metadata["subject"] = "\(subject)" }
+        if record.endedByDrain { metadata["ended_by"] = "drain" }
         metadata.merge(extra) { $1 }
         self.logger.info("connection closed", metadata: metadata)
     }

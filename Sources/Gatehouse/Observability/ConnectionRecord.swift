@@ -24,6 +24,12 @@ final class ConnectionRecord {
     let tokenIssuedAt: Date?
     /// Backend server that answered.
     let backendServer: String
+    /// Name of the backend it belongs to (draining finds a server's connections by both).
+    let backend: String
+    /// That server's address.
+    let backendAddress: BindAddress?
+    /// Closed because its server was drained or left (the access record says `ended_by=drain`).
+    var endedByDrain = false
     /// When the request head arrived.
     let started: NIODeadline
     /// Wall-clock start, for the admin API.
@@ -38,7 +44,7 @@ final class ConnectionRecord {
 
     init(
         id: UInt64, listener: String, route: String, request: UpgradeRequest, identity: AuthIdentity?, backendServer: String,
-        started: NIODeadline, startedWallClock: Double
+        backend: String = "", backendAddress: BindAddress? = nil, started: NIODeadline, startedWallClock: Double
     ) {
         self.id = id
         self.listener = listener
@@ -50,6 +56,8 @@ final class ConnectionRecord {
         self.tokenID = identity?.jti
         self.tokenIssuedAt = identity?.issuedAt
         self.backendServer = backendServer
+        self.backend = backend
+        self.backendAddress = backendAddress
         self.started = started
         self.startedWallClock = startedWallClock
     }

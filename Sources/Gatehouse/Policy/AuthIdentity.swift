@@ -29,6 +29,9 @@ enum AuthVerdict: Sendable {
     case rejected(TokenRejection)
     /// The token is not of this provider's kind (a static provider never heard of it, a JWT provider got a non-JWT).
     case notApplicable
+    /// The provider cannot decide now (its identity provider is down and its policy says 503, not 401); the reason
+    /// is from a fixed set, safe to send and log.
+    case unavailable(String)
 }
 
 /// A source of truth for bearer tokens.
@@ -37,4 +40,20 @@ protocol AuthProvider: Sendable {
     var name: String { get }
     /// Verifies `token` at `now`.
     func verify(_ token: String, now: Date) async -> AuthVerdict
+    /// What `GET /auth` shows of the provider (never a secret or a token).
+    func state() async -> AuthProviderState
+}
+
+/// A provider's state for the admin API: its name, type and a few facts (key ids, fetch times, last error).
+struct AuthProviderState: Sendable {
+    var name: String
+    var type: String
+    /// JSON-serialisable facts (strings, numbers, booleans, lists of strings, nil as null).
+    var details: [String: any Sendable] = [:]
+}
+
+extension AuthProvider {
+    func state() async -> AuthProviderState {
+        AuthProviderState(name: self.name, type: "\(Self.self)")
+    }
 }

@@ -2,9 +2,12 @@ import Foundation
 import JWTKit
 
 extension JWTProvider {
-    /// Builds a provider from its configuration: reads the HMAC secret from the environment and the JWKS file.
-    /// Reads a file: call off the event loops.
-    static func load(_ config: JWTProviderConfig, name: String, environment: [String: String]) async throws(ConfigError) -> JWTProvider {
+    /// Builds a provider from its configuration: reads the HMAC secret from the environment and the JWKS file, or
+    /// takes its remote key set from `identity` (nil where nothing may be fetched: `gatehouse check`).
+    /// Reads files: call off the event loops.
+    static func load(
+        _ config: JWTProviderConfig, name: String, environment: [String: String], identity: IdentityRuntime? = nil
+    ) async throws(ConfigError) -> JWTProvider {
         var hmac: [String: JWTKeyCollection] = [:]
         if let variable = config.secretEnv, let position = config.secretEnvPosition {
             guard let secret = environment[variable], !secret.isEmpty else {
@@ -20,6 +23,13 @@ extension JWTProvider {
                 hmac[algorithm] = await JWTKeyCollection().add(hmac: HMACKey(from: secret), digestAlgorithm: digest)
             }
         }
+        if let remote = config.remote {
+            guard let identity else {
+                return JWTProvider(name: name, config: config, hmac: hmac, keySource: .notFetched(remote.url))
+            }
+            let keySet = try await identity.keySet(provider: name, remote: remote, position: remote.position)
+            return JWTProvider(name: name, config: config, hmac: hmac, keySource: .remote(keySet))
+        }
         var publicKeys: [String: PublicKey] = [:]
         if let path = config.jwksFile, let position = config.jwksFilePosition {
             publicKeys = try await Self.loadJWKS(path: path, position: position)
@@ -34,31 +44,10 @@ extension JWTProvider {
         } catch {
             throw position.error("cannot read JWKS file \(path): \(ConfigLoader.describe(error))")
         }
-        guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-            let keys = object["keys"] as? [[String: Any]]
-        else {
-            throw position.error("\(path) is not a JWKS document (an object with a \"keys\" list)")
+        do {
+            return try await JWKSDocument.parse([UInt8](data), source: path, mode: .strict).keys
+        } catch {
+            throw position.error(error.message)
         }
-        var result: [String: PublicKey] = [:]
-        for (index, key) in keys.enumerated() {
-            guard let kid = key["kid"] as? String, !kid.isEmpty else {
-                throw position.error("\(path): key \(index + 1) has no \"kid\"")
-            }
-            guard let keyType = key["kty"] as? String, ["RSA", "EC", "OKP"].contains(keyType) else {
-                throw position.error("\(path): key '\(kid)' has an unsupported \"kty\" (RSA, EC and OKP are supported)")
-            }
-            if key["d"] != nil {
-                throw position.error("\(path): key '\(kid)' holds a private key; publish only public keys")
-            }
-            guard result[kid] == nil else { throw position.error("\(path): duplicate kid '\(kid)'") }
-            do {
-                let single = try JSONSerialization.data(withJSONObject: ["keys": [key]])
-                let collection = try await JWTKeyCollection().add(jwksJSON: String(decoding: single, as: UTF8.self))
-                result[kid] = PublicKey(keys: collection, keyType: keyType, algorithm: key["alg"] as? String, curve: key["crv"] as? String)
-            } catch {
-                throw position.error("\(path): key '\(kid)' is not a valid JWK: \(error)")
-            }
-        }
-        return result
     }
 }

@@ -7,6 +7,8 @@ enum TokenRejection: String, Sendable, Equatable, CaseIterable {
     case algorithmDoesNotFitKey = "algorithm does not match the key"
     case missingKeyID = "token has no kid"
     case unknownKeyID = "unknown key id"
+    /// A remote key set has not been fetched yet (the identity provider is down or slow since start-up).
+    case keysNotAvailable = "keys not available yet"
     case badSignature = "bad signature"
     case unverifiable = "token could not be verified"
     case expired = "token expired"
@@ -19,4 +21,8 @@ enum TokenRejection: String, Sendable, Equatable, CaseIterable {
     case oversizedJTI = "jti claim longer than 256 bytes"
     /// A revocation in cluster mode matches the token.
     case revoked = "token revoked"
+    /// The introspection endpoint answered `active: false` (unknown, expired or revoked there).
+    case inactive = "token inactive"
+    /// The introspection endpoint gave no usable answer and the provider's `on_error` is `unauthorized`.
+    case introspectionFailed = "token could not be introspected"
 }

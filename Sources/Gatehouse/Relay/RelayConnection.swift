@@ -23,6 +23,8 @@ final class RelayConnection {
     private let loop: LoopRuntime
     /// The route's connection slot: released when the connection ends, in ``finish(_:)`` only.
     private let ticket: AdmissionTicket
+    /// The backend's server state: its live count goes up in ``open`` and down in ``finish(_:)``, once each.
+    private let backendRuntime: BackendRuntime?
     private var clientContext: ChannelHandlerContext?
     private var backendContext: ChannelHandlerContext?
     private var closeTimer: Scheduled<Void>?
@@ -36,9 +38,10 @@ final class RelayConnection {
 
     init(
         record: ConnectionRecord, settings: RelaySettings, metrics: RouteMetrics, ticket: AdmissionTicket,
-        engine: ProxyEngine, loop: LoopRuntime
+        engine: ProxyEngine, loop: LoopRuntime, backendRuntime: BackendRuntime? = nil
     ) {
         self.record = record
+        self.backendRuntime = backendRuntime
         self.metrics = metrics
         self.machine = RelayStateMachine(settings: settings)
         self.ticket = ticket
@@ -54,7 +57,8 @@ final class RelayConnection {
         let route = admission.route
         let record = ConnectionRecord(
             id: admission.connectionID, listener: listener, route: route.name, request: request,
-            identity: admission.identity, backendServer: upgrade.server.description, started: started,
+            identity: admission.identity, backendServer: upgrade.server.description, backend: route.backend.name,
+            backendAddress: upgrade.server, started: started,
             startedWallClock: Date().timeIntervalSince1970
         )
         let settings = RelaySettings(
@@ -64,8 +68,10 @@ final class RelayConnection {
             compression: route.config.compression
         )
         let connection = RelayConnection(
-            record: record, settings: settings, metrics: route.metrics, ticket: admission.ticket, engine: engine, loop: loop
+            record: record, settings: settings, metrics: route.metrics, ticket: admission.ticket, engine: engine, loop: loop,
+            backendRuntime: route.backend.runtime
         )
+        route.backend.runtime.connectionOpened(upgrade.server)
         let requested = upgrade.head.headers[ChannelName.header]
         if !requested.isEmpty {
             let (channels, ignored) = ChannelName.parseHeader(requested)
@@ -162,6 +168,16 @@ final class RelayConnection {
     /// Closes toward both sides with `code` and `reason` (drain, administrator).
     func close(code: WebSocketCloseCode, reason: String) {
         self.machine.close(code: code, reason: reason)
+        self.settle()
+    }
+
+    /// Closes because the backend server leaves (drained, ejected, removed): 1012 to the client so it reconnects
+    /// elsewhere, 1001 to the server.
+    func closeForDrain() {
+        if self.machine.ending == nil { self.record.endedByDrain = true }
+        self.machine.close(
+            client: (.other(CloseCode.serviceRestart), "server leaving; reconnect"), backend: (.goingAway, "proxy draining this server")
+        )
         self.settle()
     }
 
@@ -266,6 +282,7 @@ final class RelayConnection {
         self.tickTimer?.cancel()
         self.loop.connections.removeValue(forKey: self.record.id)
         self.ticket.release()
+        if let server = self.record.backendAddress { self.backendRuntime?.connectionClosed(server) }
         self.engine.cluster?.released(connectionID: self.record.id)
         self.reportTraffic()
         self.metrics.active.decrement()

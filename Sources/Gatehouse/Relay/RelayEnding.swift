@@ -21,3 +21,8 @@ struct RelayEnding: Equatable, Sendable {
     /// What the log says when nothing was seen.
     static let unknown = RelayEnding(code: nil, by: .unknown, reason: "")
 }
+
+extension CloseCode {
+    /// Service Restart (RFC 6455 registry): the server a connection was relayed to leaves; reconnect (maybe later).
+    static let serviceRestart: UInt16 = 1012
+}

@@ -402,6 +402,15 @@ struct RelayStateMachine {
         self.beginClosing()
     }
 
+    /// Closes with a code and reason of each side's own (a drain: 1012 to the client so it reconnects elsewhere,
+    /// 1001 to the server, which is going away for it). The ending records the client's.
+    mutating func close(client: (code: WebSocketCloseCode, reason: String), backend: (code: WebSocketCloseCode, reason: String)) {
+        if self.ending == nil { self.ending = RelayEnding(code: client.code, by: .proxy, reason: client.reason) }
+        self.queueClose(to: .client, code: client.code, reason: client.reason)
+        self.queueClose(to: .backend, code: backend.code, reason: backend.reason)
+        self.beginClosing()
+    }
+
     /// A peer broke the protocol or a limit: it gets `code`, the other side gets the same code, both with a reason.
     private mutating func violation(by side: RelaySide, code: WebSocketCloseCode, reason: String) {
         self[side].input = .closeReceived  // nothing more from the violator is read

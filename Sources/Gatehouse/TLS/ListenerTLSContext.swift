@@ -4,7 +4,7 @@ import NIOSSL
 import X509
 
 /// The TLS server context of one listener: certificates chosen by SNI, TLS 1.2 or newer, the configured cipher
-/// suites (forward-secret AEAD only by default), ALPN.
+/// suites (forward-secret AEAD only by default), ALPN, and client certificates checked against the listener's CA.
 ///
 /// Building one reads files and parses keys, so it happens off the event loops (start-up and reload); the
 /// result is immutable and shared by every connection accepted while it is current.
@@ -13,6 +13,8 @@ struct ListenerTLSContext: Sendable {
     let context: NIOSSLContext
     /// SAN names of each certificate, for logs.
     let names: [[String]]
+    /// Whether clients are asked for certificates (`client_auth`): only then is a peer certificate read.
+    var verifiesClients: Bool = false
 
     /// Loads the listener's certificates (or generates the self-signed one) and builds the context.
     static func make(
@@ -55,6 +57,9 @@ struct ListenerTLSContext: Sendable {
         tls.minimumTLSVersion = config.minVersion == .v1_3 ? .tlsv13 : .tlsv12
         tls.applicationProtocols = config.alpn
         tls.cipherSuites = config.ciphers.cipherString
+        if let clientAuth = config.clientAuth {
+            try Self.verifyClients(&tls, clientAuth, listener: listener)
+        }
         // After sending close_notify, wait this long for the peer's before closing TCP (NIOSSL's default is 5 s).
         tls.shutdownTimeout = .seconds(1)
         if chains.count > 1 {
@@ -70,9 +75,37 @@ struct ListenerTLSContext: Sendable {
             }
         }
         do {
-            return ListenerTLSContext(context: try NIOSSLContext(configuration: tls), names: names)
+            return ListenerTLSContext(
+                context: try NIOSSLContext(configuration: tls), names: names, verifiesClients: config.clientAuth != nil
+            )
         } catch {
             throw position.error("listener '\(listener)': the certificate and key do not make a TLS context: \(error)")
+        }
+    }
+
+    /// Asks clients for a certificate chaining to the CA file. The SNI callback overrides only the certificate and
+    /// key, so every server certificate of the listener shares this verification. `required` fails the handshake
+    /// without a certificate; `optional` lets a client without one through, but a presented certificate must still
+    /// verify (BoringSSL's SSL_VERIFY_PEER), so an invalid one is never mistaken for an anonymous client.
+    private static func verifyClients(
+        _ tls: inout TLSConfiguration, _ clientAuth: ClientAuthConfig, listener: String
+    ) throws(ConfigError) {
+        let roots: [NIOSSLCertificate]
+        do {
+            roots = try NIOSSLCertificate.fromPEMFile(clientAuth.ca)
+        } catch {
+            throw clientAuth.position.error("listener '\(listener)': cannot load client_auth ca \(clientAuth.ca): \(error)")
+        }
+        guard !roots.isEmpty else {
+            throw clientAuth.position.error("listener '\(listener)': client_auth ca \(clientAuth.ca) holds no certificate")
+        }
+        // Only the given CAs: the system roots would let any publicly issued certificate in.
+        tls.trustRoots = .certificates(roots)
+        tls.additionalTrustRoots = []
+        tls.sendCANameList = true
+        switch clientAuth.mode {
+        case .required: tls.certificateVerification = .noHostnameVerification
+        case .optional: tls.certificateVerification = .optionalVerification
         }
     }
 

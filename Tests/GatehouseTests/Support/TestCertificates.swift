@@ -70,3 +70,38 @@ struct TestCertificateAuthority {
         return bytes.count == 4 ? bytes : nil
     }
 }
+
+/// Client certificates for mTLS tests.
+extension TestCertificateAuthority {
+    /// Issues a client certificate (EKU clientAuth) with the given subject alternative names and validity, and
+    /// writes `NAME.pem` / `NAME-key.pem`; returns the paths and the certificate.
+    func issueClient(
+        _ fileName: String, commonName: String, uris: [String] = [], dnsNames: [String] = [], emails: [String] = [],
+        notBefore: Date = Date().addingTimeInterval(-3600), notAfter: Date = Date().addingTimeInterval(86400)
+    ) throws -> (cert: String, key: String, certificate: Certificate) {
+        let leafKey = P256.Signing.PrivateKey()
+        let subject = try DistinguishedName {
+            OrganizationName("Gatehouse Tests")
+            CommonName(commonName)
+        }
+        let sans: [GeneralName] = uris.map { .uniformResourceIdentifier($0) } + dnsNames.map { .dnsName($0) }
+            + emails.map { .rfc822Name($0) }
+        let leaf = try Certificate(
+            version: .v3, serialNumber: .init(), publicKey: .init(leafKey.publicKey),
+            notValidBefore: notBefore, notValidAfter: notAfter,
+            issuer: self.certificate.subject, subject: subject, signatureAlgorithm: .ecdsaWithSHA256,
+            extensions: try Certificate.Extensions {
+                Critical(BasicConstraints.notCertificateAuthority)
+                Critical(KeyUsage(digitalSignature: true))
+                try ExtendedKeyUsage([.clientAuth])
+                if !sans.isEmpty { SubjectAlternativeNames(sans) }
+            },
+            issuerPrivateKey: .init(self.key)
+        )
+        let certPath = self.directory.appendingPathComponent("\(fileName).pem").path
+        let keyPath = self.directory.appendingPathComponent("\(fileName)-key.pem").path
+        try leaf.serializeAsPEM().pemString.write(toFile: certPath, atomically: true, encoding: .utf8)
+        try leafKey.pemRepresentation.write(toFile: keyPath, atomically: true, encoding: .utf8)
+        return (certPath, keyPath, leaf)
+    }
+}
