@@ -26,9 +26,19 @@ struct Run: AsyncParsableCommand {
         LogControl.shared.apply(proxyConfig.log)
         LoggingSystem.bootstrap { label in GatehouseLogHandler(label: label) }
         let logger = Logger(label: "gatehouse")
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        do {
+            // Before the proxy: the group stops services in reverse order, so spans are flushed after the drain.
+            if let exporter = try GatehouseTracing.bootstrap() { services.append(.init(service: exporter)) }
+        } catch {
+            logger.critical("tracing: \(error)")
+            LogWriter.standardError.flush()
+            throw ExitCode(1)
+        }
+        services.append(.init(service: GatehouseService(config: proxyConfig, logger: logger, logControl: .shared)))
         let group = ServiceGroup(
             configuration: .init(
-                services: [.init(service: GatehouseService(config: proxyConfig, logger: logger, logControl: .shared))],
+                services: services,
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 cancellationSignals: [],
                 logger: logger

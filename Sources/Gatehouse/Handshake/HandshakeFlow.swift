@@ -1,5 +1,6 @@
 import NIOCore
 import NIOHTTP1
+import Tracing
 
 /// The one path every WebSocket request takes, whichever HTTP version carried it: route, the transport's own
 /// upgrade checks, policy (Origin, limits, token), then the backend handshake. The handlers of HTTP/1.1 and
@@ -24,6 +25,55 @@ enum HandshakeFlow {
         _ request: UpgradeRequest, engine: ProxyEngine, loop: LoopRuntime, cancellation: HandshakeCancellation,
         validate: (ActiveRoute) -> HandshakeRefusal?
     ) -> EventLoopFuture<Outcome> {
+        guard GatehouseTracing.enabled else {
+            return Self.proceed(request, engine: engine, loop: loop, cancellation: cancellation, trace: nil, validate: validate)
+        }
+        // The span continues the client's W3C trace; it ends with the outcome, when the answer is written.
+        let span = InstrumentationSystem.tracer.startSpan(
+            "websocket.handshake", context: GatehouseTracing.clientContext(request.headers), ofKind: .server
+        )
+        span.attributes["gatehouse.listener"] = request.listener
+        span.attributes["gatehouse.transport"] = request.transport.rawValue
+        let outcome = Self.proceed(request, engine: engine, loop: loop, cancellation: cancellation, trace: span.context, validate: validate)
+        outcome.whenComplete { result in
+            Self.record(result, on: span)
+            span.end()
+        }
+        return outcome
+    }
+
+    /// What the handshake span says of the outcome. Never the target (its query may hold a token) nor any header.
+    private static func record(_ result: Result<Outcome, Error>, on span: any Span) {
+        switch result {
+        case .success(.upgraded(let admission, let upgrade)):
+            span.attributes["gatehouse.route"] = admission.route.name
+            span.attributes["http.response.status_code"] = 101
+            span.attributes["gatehouse.backend.server"] = upgrade.server.description
+        case .success(.backendRefused(let admission, let server, let head, _)):
+            span.attributes["gatehouse.route"] = admission.route.name
+            span.attributes["http.response.status_code"] = Int(head.status.code)
+            span.attributes["gatehouse.backend.server"] = server.description
+            span.attributes["gatehouse.refusal.reason"] = "backend answered \(head.status.code)"
+            span.setStatus(.init(code: .error))
+        case .success(.refused(let refusal, let route, let backend)):
+            if let route { span.attributes["gatehouse.route"] = route }
+            if let backend { span.attributes["gatehouse.backend.server"] = backend }
+            span.attributes["http.response.status_code"] = Int(refusal.status.code)
+            span.attributes["gatehouse.refusal.reason"] = refusal.reason
+            span.setStatus(.init(code: .error))
+        case .success(.cancelled):
+            span.attributes["gatehouse.cancelled"] = true
+        case .failure(let error):
+            span.recordError(error)
+            span.setStatus(.init(code: .error))
+        }
+    }
+
+    /// The flow itself; `trace` is the handshake span's context (nil with tracing off).
+    private static func proceed(
+        _ request: UpgradeRequest, engine: ProxyEngine, loop: LoopRuntime, cancellation: HandshakeCancellation,
+        trace: ServiceContext?, validate: (ActiveRoute) -> HandshakeRefusal?
+    ) -> EventLoopFuture<Outcome> {
         let eventLoop = loop.eventLoop
         let route: ActiveRoute
         switch Self.route(request, engine: engine, loop: loop) {
@@ -36,7 +86,8 @@ enum HandshakeFlow {
         let admitted = HandshakePolicy.authorize(
             request, route: route, connectionID: engine.makeConnectionID(), cluster: engine.cluster, on: eventLoop
         )
-        return admitted.flatMap { admission in
+        return admitted.flatMap { admitted in
+            let admission = Self.traced(admitted, trace)
             // The policy check may have waited (token verification): the client may be gone already.
             guard !cancellation.isCancelled else {
                 admission.ticket.release()
@@ -64,6 +115,13 @@ enum HandshakeFlow {
         }
     }
 
+    /// `admission` carrying the handshake span's context.
+    private static func traced(_ admission: Admission, _ trace: ServiceContext?) -> Admission {
+        var admission = admission
+        admission.traceContext = trace
+        return admission
+    }
+
     /// The route for a request in the loop's current state, or 404 (503 while draining).
     private static func route(_ request: UpgradeRequest, engine: ProxyEngine, loop: LoopRuntime) -> Result<ActiveRoute, HandshakeRefusal> {
         if engine.isDraining { return .failure(.draining()) }
@@ -89,9 +147,11 @@ enum HandshakeFlow {
         let planned = pool.planned(key: key)
         let first = planned.attemptOrder().first
         if let first { pool.runtime.handshakeStarted(first) }
+        var backendRequest = admission.backendRequest
+        if let trace = admission.traceContext { GatehouseTracing.inject(trace, into: &backendRequest.headers) }
         return BackendConnector.open(
             pool: planned,
-            request: admission.backendRequest,
+            request: backendRequest,
             expectedAccept: admission.expectedAccept,
             settings: .init(bufferBytes: admission.route.config.limits.bufferBytes),
             eventLoop: eventLoop,

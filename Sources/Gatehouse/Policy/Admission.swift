@@ -1,4 +1,5 @@
 import NIOHTTP1
+import Tracing
 
 /// A request that passed routing and policy, with what to send the backend.
 struct Admission {
@@ -16,4 +17,6 @@ struct Admission {
     let clientSubprotocol: String?
     /// The route's connection slot, returned when the connection ends or is refused later.
     let ticket: AdmissionTicket
+    /// The handshake span's context when tracing is on: the backend request and the connection span continue it.
+    var traceContext: ServiceContext? = nil
 }

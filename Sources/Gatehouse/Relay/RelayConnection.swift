@@ -2,6 +2,7 @@ import Foundation
 import GatehouseCluster
 import Logging
 import NIOCore
+import Tracing
 
 /// Owns one relayed WebSocket from the backend's 101 to its end: it carries out what ``RelayStateMachine`` decides
 /// on the client and backend channels (through their ``RelayHandler``s), holds the route's admission ticket, is
@@ -35,6 +36,8 @@ final class RelayConnection {
     /// Channels the connection is subscribed to (at most ``ChannelName/maxPerConnection``), from the backend's
     /// `Gatehouse-Channels` header at first, then changed through the admin API.
     private(set) var channels: Set<String> = []
+    /// The connection's span, only when tracing is on; ended in ``finish(_:)``.
+    private var span: (any Span)?
 
     init(
         record: ConnectionRecord, settings: RelaySettings, metrics: RouteMetrics, ticket: AdmissionTicket,
@@ -92,6 +95,15 @@ final class RelayConnection {
                     started: Date(timeIntervalSince1970: record.startedWallClock), channels: connection.channels.sorted()
                 )
             )
+        }
+        if GatehouseTracing.enabled {
+            let span = InstrumentationSystem.tracer.startSpan(
+                "websocket.connection", context: admission.traceContext ?? .topLevel, ofKind: .server
+            )
+            span.attributes["gatehouse.route"] = route.name
+            span.attributes["gatehouse.listener"] = listener
+            span.attributes["gatehouse.backend.server"] = upgrade.server.description
+            connection.span = span
         }
         route.metrics.handshake(status: 101)
         route.metrics.active.increment()
@@ -289,6 +301,22 @@ final class RelayConnection {
         self.metrics.connectionDuration.recordNanoseconds((NIODeadline.now() - self.record.started).nanoseconds)
         self.engine.metrics.closed(code: ending.code?.code, by: ending.by.rawValue)
         self.engine.accessLog.connectionEnded(self.record, extra: self.accessMetadata(ending))
+        if let span = self.span {
+            self.span = nil
+            self.endSpan(span, ending)
+        }
+    }
+
+    /// What the connection span says at the end: how it closed, and traffic each way.
+    private func endSpan(_ span: any Span, _ ending: RelayEnding) {
+        span.attributes["websocket.close_code"] = ending.code.map { Int($0.code) } ?? 0
+        span.attributes["websocket.closed_by"] = ending.by.rawValue
+        span.attributes["gatehouse.bytes_from_client"] = self.record.bytesFromClient
+        span.attributes["gatehouse.bytes_from_backend"] = self.record.bytesFromBackend
+        span.attributes["gatehouse.messages_from_client"] = self.machine.fromClient.messages
+        span.attributes["gatehouse.messages_from_backend"] = self.machine.messagesToClient
+        span.attributes["gatehouse.duration_ms"] = Int((NIODeadline.now() - self.record.started).nanoseconds / 1_000_000)
+        span.end()
     }
 
     // MARK: Metrics and records
