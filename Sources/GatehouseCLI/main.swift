@@ -29,7 +29,7 @@ struct Run: AsyncParsableCommand {
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
         do {
             // Before the proxy: the group stops services in reverse order, so spans are flushed after the drain.
-            if let exporter = try GatehouseTracing.bootstrap() { services.append(.init(service: exporter)) }
+            if let exporter = try GatehouseTracing.bootstrap(tracing: proxyConfig.tracing) { services.append(.init(service: exporter)) }
         } catch {
             logger.critical("tracing: \(error)")
             LogWriter.standardError.flush()
@@ -64,11 +64,20 @@ struct Check: AsyncParsableCommand {
     @Flag(help: "Also connect to the cluster's database (cluster mode only).")
     var connect = false
 
+    @Flag(help: "Print the effective configuration as YAML, every default filled in (no secret values).")
+    var explain = false
+
     func run() async throws {
         do {
             let config = try ConfigLoader.load(path: self.path)
             try await ConfigCheck.verifyFiles(config)
             let cluster = try await ClusterCheck.verify(config, connect: self.connect, environment: ProcessInfo.processInfo.environment)
+            if self.explain {
+                // Only YAML on standard output, so it can be piped into a file and read back.
+                print(ConfigExplainer.yaml(for: config), terminator: "")
+                if let cluster { FileHandle.standardError.write(Data("\(cluster)\n".utf8)) }
+                return
+            }
             print("\(self.path): OK (\(config.listeners.count) listeners, \(config.backends.count) backends, \(config.routes.count) routes)")
             if let cluster { print(cluster) }
         } catch {

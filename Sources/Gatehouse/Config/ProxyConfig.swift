@@ -22,6 +22,8 @@ public struct ProxyConfig: Sendable, Equatable {
     public var log: LogConfig
     /// Cluster mode; nil for a single instance.
     public var cluster: ClusterConfig?
+    /// OpenTelemetry settings over the `OTEL_*` variables; nil: tracing only if the variables ask for it.
+    public var tracing: TracingConfig? = nil
 
     /// The backend a route names (present in a validated configuration).
     public func backend(named name: String) -> BackendConfig? {
@@ -93,6 +95,7 @@ extension ProxyConfig {
             ?? .disabled
         self.log = try map.optional("log").map { node throws(ConfigError) in try LogConfig(node: node) } ?? .standard
         self.cluster = try map.optional("cluster").map { node throws(ConfigError) in try ClusterConfig(node: node) }
+        self.tracing = try map.optional("tracing").map { node throws(ConfigError) in try TracingConfig(node: node) }
         try map.finish()
     }
 

@@ -9,7 +9,7 @@ import Tracing
 ///
 /// The relay checks ``enabled`` before creating anything, so with tracing off no span, context or header is made.
 public enum GatehouseTracing {
-    /// Set once by ``bootstrap(environment:logger:)`` before any listener is bound, read afterwards only: a plain
+    /// Set once by ``bootstrap(environment:tracing:)`` before any listener is bound, read afterwards only: a plain
     /// flag keeps the check free on the relay path.
     nonisolated(unsafe) static var enabled = false
 
@@ -18,9 +18,10 @@ public enum GatehouseTracing {
         public var description: String
     }
 
-    /// Whether the environment asks for traces: an OTLP endpoint is set and the SDK is not disabled.
-    static func requested(_ environment: [String: String]) -> Bool {
+    /// Whether traces are asked for: by a `tracing:` section or an OTLP endpoint variable, the SDK not disabled.
+    static func requested(_ environment: [String: String], tracing: TracingConfig? = nil) -> Bool {
         if environment["OTEL_SDK_DISABLED"]?.lowercased() == "true" { return false }
+        if tracing != nil { return true }
         let endpoint = [environment["OTEL_EXPORTER_OTLP_ENDPOINT"], environment["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]]
         return endpoint.contains { !($0 ?? "").isEmpty }
     }
@@ -28,8 +29,17 @@ public enum GatehouseTracing {
     /// Installs the OTLP/HTTP tracer when the environment asks for it and returns the exporter's service (to run
     /// in the service group before the proxy, so shutdown flushes spans after the drain); nil leaves tracing off.
     /// Once per process: `InstrumentationSystem` is process-global.
-    public static func bootstrap(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> (any Service)? {
-        guard Self.requested(environment) else { return nil }
+    /// `tracing` (the configuration's `tracing:` section) overrides the variables it has keys for.
+    public static func bootstrap(
+        environment: [String: String] = ProcessInfo.processInfo.environment, tracing: TracingConfig? = nil
+    ) throws -> (any Service)? {
+        guard Self.requested(environment, tracing: tracing) else { return nil }
+        // swift-otel applies the environment over configuration made in code, so the section's keys are made
+        // into the variables it reads, and that environment is the one handed to it.
+        var environment = tracing?.overriding(environment) ?? environment
+        // Decided above; left in, OTEL_SDK_DISABLED=false would re-enable OTel logs and metrics over the code's
+        // settings below, and their second LoggingSystem/MetricsSystem bootstrap is fatal.
+        environment["OTEL_SDK_DISABLED"] = nil
         // Only the OTLPHTTP trait is built: swift-otel would crash on gRPC, so it is refused here.
         for name in ["OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"] {
             if let value = environment[name], value.lowercased() == "grpc" {
@@ -40,10 +50,10 @@ public enum GatehouseTracing {
         configuration.serviceName = "gatehouse"
         configuration.logs.enabled = false
         configuration.metrics.enabled = false
-        let backend = try OTel.makeTracingBackend(configuration: configuration)
-        InstrumentationSystem.bootstrap(backend.factory)
+        // Traces only (logs and metrics are disabled above): this bootstraps `InstrumentationSystem` alone.
+        let service = try OTel.bootstrap(configuration: configuration, environment: environment)
         Self.enabled = true
-        return backend.service
+        return service
     }
 
     /// The context of a client's request: the W3C `traceparent`/`tracestate` it carries, if any.

@@ -40,6 +40,7 @@ class Handler(BaseHTTPRequestHandler):
             self.end_headers()
             return
         for resource in payload.get("resourceSpans", []):
+            resource_attributes = {a["key"]: plain(a.get("value", {})) for a in resource.get("resource", {}).get("attributes", [])}
             for scope in resource.get("scopeSpans", []):
                 for span in scope.get("spans", []):
                     attributes = {a["key"]: plain(a.get("value", {})) for a in span.get("attributes", [])}
@@ -49,6 +50,7 @@ class Handler(BaseHTTPRequestHandler):
                         "span": hex_id(span.get("spanId")),
                         "parent": hex_id(span.get("parentSpanId")),
                         "attributes": attributes,
+                        "service": resource_attributes.get("service.name"),
                     }
                     print("SPAN %s %s" % (span.get("name"), json.dumps(record)), flush=True)
         answer = b"{}"
