@@ -137,7 +137,7 @@ public struct PostgresURL: Sendable, Equatable {
 
         // Secure by default, unlike libpq's `prefer`: a database across a network is reached over verified TLS
         // unless the URL says otherwise; only loopback, which no one on the path can impersonate, may go without.
-        var sslMode = Self.isLoopback(host) ? SSLMode.prefer : SSLMode.verifyFull
+        var sslMode = LoopbackHost.contains(host) ? SSLMode.prefer : SSLMode.verifyFull
         if let value = parameters["sslmode"] {
             guard let mode = SSLMode(rawValue: value) else { throw .sslMode(Self.printable(value)) }
             sslMode = mode
@@ -153,13 +153,6 @@ public struct PostgresURL: Sendable, Equatable {
     }
 
     /// The URL with the password replaced by `***` (for logs and error messages).
-    /// `localhost`, `127.0.0.0/8` or `::1`.
-    static func isLoopback(_ host: String) -> Bool {
-        if host == "localhost" || host == "::1" { return true }
-        let parts = host.split(separator: ".", omittingEmptySubsequences: false)
-        return parts.count == 4 && parts[0] == "127" && parts.allSatisfy { UInt8($0) != nil }
-    }
-
     public var redacted: String {
         var text = "postgres://" + Self.encoded(self.username)
         if self.password != nil { text += ":***" }

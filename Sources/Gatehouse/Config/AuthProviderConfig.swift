@@ -1,3 +1,4 @@
+import GatehouseCluster
 import Foundation
 
 /// A named source of truth for bearer tokens (`auth:` entries), referred to by routes.
@@ -253,7 +254,7 @@ extension JWTProviderConfig.Remote {
         switch scheme {
         case "https":
             return nil
-        case "http" where Self.isLoopback(host):
+        case "http" where LoopbackHost.contains(host):
             return nil
         case "http":
             return "\(key) uses http:// to '\(host)', which is not a loopback host; keys must be fetched over https:// "
@@ -261,14 +262,5 @@ extension JWTProviderConfig.Remote {
         default:
             return "\(key) must use https://, found '\(scheme)://'"
         }
-    }
-
-    /// `localhost`, an address in 127.0.0.0/8, or `::1` (with or without brackets).
-    static func isLoopback(_ host: String) -> Bool {
-        let host = host.lowercased()
-        if host == "localhost" || host == "::1" || host == "[::1]" { return true }
-        let parts = host.split(separator: ".", omittingEmptySubsequences: false)
-        guard parts.count == 4, parts[0] == "127" else { return false }
-        return parts.allSatisfy { part in UInt8(part) != nil }
     }
 }

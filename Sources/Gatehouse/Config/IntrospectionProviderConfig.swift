@@ -1,3 +1,4 @@
+import GatehouseCluster
 import Foundation
 
 /// Settings of an RFC 7662 token introspection provider (`type: introspection`).
@@ -103,17 +104,10 @@ extension IntrospectionProviderConfig {
         if url.fragment != nil {
             return "endpoint must not have a #fragment"
         }
-        if scheme == "http" && !Self.isLoopback(host) {
+        if scheme == "http" && !LoopbackHost.contains(host) {
             return "endpoint uses http:// to '\(host)', which is not a loopback host: tokens and client credentials "
                 + "would cross the network in clear; use https://"
         }
         return nil
-    }
-
-    static func isLoopback(_ host: String) -> Bool {
-        let bare = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
-        if bare.lowercased() == "localhost" || bare == "::1" { return true }
-        let parts = bare.split(separator: ".", omittingEmptySubsequences: false)
-        return parts.count == 4 && parts[0] == "127" && parts.allSatisfy { UInt8($0) != nil }
     }
 }

@@ -49,11 +49,7 @@ struct SubscriptionResult: Sendable, Equatable {
 extension GatehouseServer {
     /// The local number of a connection id: `42`, or `NODE:42` with this node's name; nil otherwise.
     func localConnectionID(_ id: String) -> UInt64? {
-        if let number = UInt64(id) { return number }
-        guard let node = self.engine.cluster?.node, id.hasPrefix(node), id.dropFirst(node.count).first == ":" else {
-            return nil
-        }
-        return UInt64(id.dropFirst(node.count + 1))
+        ConnectionSelector.localNumber(of: id, node: self.engine.cluster?.node)
     }
 
     /// Delivers `message` to the local connections `selector` matches (its id as `42` or `NODE:42`, subject and
