@@ -6,12 +6,13 @@
 #
 # Environment (defaults in brackets; QUICK=1 shrinks everything to a ~2-minute smoke test whose numbers mean little):
 #   REPS [3]  DURATION [8] (64 B saturated, ws and wss)  PACED_DURATION [5]  PACED_RATE [10000] echoes/s
-#   LARGE_DURATION [5] (16 KiB)  HS_DURATION [5]  HS_PARALLEL [20]  WARMUP [1]  CONNS [50]
+#   LARGE_DURATION [5] (16 KiB)  HS_DURATION [5]  HS_PARALLEL [20] (handshake and resume)  WARMUP [1]  CONNS [50]
 #   IDLE_CONNS [2000]  IDLE_HOLD [1]  PROXY_THREADS [2]  ECHO_PROCS [nproc]  LOAD_PROCS [nproc]
 #   GATEHOUSE_BIN [../.build/release/gatehouse]  GATEHOUSE_LABEL [] (names the build in the table)
 #   GATEHOUSE_B_BIN [] (a second Gatehouse build, measured as the extra target gatehouse_b, interleaved with the
 #   others: an A/B of two builds in one run)  GATEHOUSE_B_LABEL []
-#   SCENARIOS [ws64 paced ws16k wss64 handshake idle] (a subset runs only those)
+#   SCENARIOS [ws64 paced ws16k wss64 handshake resume idle] (a subset runs only those; handshake: full TLS
+#   handshakes, resume: the same loops resuming TLS sessions, a session cache per loop)
 #   PORT_BASE [18300]  KEEP_WORK [0]
 #   RESULTS_DIR [benchmarks/results]  RESULTS_NAME [proxy-bound]
 set -euo pipefail
@@ -46,9 +47,9 @@ GATEHOUSE_BIN="${GATEHOUSE_BIN:-$ROOT_DIR/.build/release/gatehouse}"
 GATEHOUSE_B_BIN="${GATEHOUSE_B_BIN:-}"
 PORT_BASE="${PORT_BASE:-18300}"
 KEEP_WORK="${KEEP_WORK:-0}"
-SCENARIOS="${SCENARIOS:-ws64 paced ws16k wss64 handshake idle}"
+SCENARIOS="${SCENARIOS:-ws64 paced ws16k wss64 handshake resume idle}"
 for scenario in $SCENARIOS; do
-  case "$scenario" in ws64 | paced | ws16k | wss64 | handshake | idle) ;; *) echo "unknown scenario $scenario" >&2; exit 1 ;; esac
+  case "$scenario" in ws64 | paced | ws16k | wss64 | handshake | resume | idle) ;; *) echo "unknown scenario $scenario" >&2; exit 1 ;; esac
 done
 want() { [[ " $SCENARIOS " == *" $1 "* ]]; }
 
@@ -260,6 +261,15 @@ for ((rep = 1; rep <= REPS; rep++)); do
       # No -ca: skipping chain verification spares the client one ECDSA verify per handshake; the server's
       # work is the same either way.
       run_case handshake "$target" "$rep" "$HS_DURATION" -- -mode handshake -url "$(url_of "$target" wss)" \
+        -parallel "$HS_PARALLEL" -duration "$HS_DURATION" -warmup "$WARMUP"
+    done
+  fi
+  if want resume; then
+    for target in $(rotate "$rep" "${TARGETS[@]}"); do
+      # The same loops, each with a TLS session cache of its own: after a loop's first (warm-up) handshake the
+      # next ones resume with the server's latest ticket (TLS 1.3 PSK, or a TLS 1.2 ticket), and the load
+      # generator counts those that did.
+      run_case resume "$target" "$rep" "$HS_DURATION" -- -mode handshake -resume -url "$(url_of "$target" wss)" \
         -parallel "$HS_PARALLEL" -duration "$HS_DURATION" -warmup "$WARMUP"
     done
   fi

@@ -65,6 +65,14 @@ ROWS = [
     ("hs_cpu", "", "proxy CPU µs / handshake", "handshake", per("watchedCPUSeconds", count="handshakes"), False, 0),
     ("hs_load", "", "load generator CPU µs / handshake", "handshake",
      per("clientWindowCPUSeconds", count="handshakes"), False, 0),
+    ("rs_rate", "TLS resumed handshake + upgrade + close, {hs} parallel", "handshakes/s", "resume",
+     lambda r: r.get("handshakesPerSecond"), True, 0),
+    ("rs_resumed", "", "resumed %", "resume",
+     lambda r: r["resumed"] / r["handshakes"] * 100 if r.get("handshakes") and "resumed" in r else None, True, 1),
+    ("rs_p99", "", "p99 µs (connect to 101)", "resume", latency("p99"), False, 0),
+    ("rs_cpu", "", "proxy CPU µs / handshake", "resume", per("watchedCPUSeconds", count="handshakes"), False, 0),
+    ("rs_load", "", "load generator CPU µs / handshake", "resume",
+     per("clientWindowCPUSeconds", count="handshakes"), False, 0),
     ("idle_rss", "{idle} idle WebSockets held", "proxy RSS KiB / conn", "idle",
      lambda r: r.get("rssPerConnectionKiB"), False, 2),
 ]
@@ -151,7 +159,9 @@ def markdown(summary):
         "and RSS lower is better, so a ratio above 1 there is Gatehouse costing more. Every process shares the "
         "same cores, so echoes/s also pays for the backend's and load generator's CPU: CPU per echo is the figure "
         "that isolates the proxy. In the handshake rows `direct` is Go's own TLS server (a reference, not a "
-        "ceiling); the backend there only sees plain WebSocket upgrades.",
+        "ceiling); the backend there only sees plain WebSocket upgrades. The resume rows are the same loops with a TLS "
+        "session cache each, so every handshake after a loop's first can resume (TLS 1.3 PSK or TLS 1.2 ticket); "
+        "resumed % is the share of the window's handshakes that did, and CPU per handshake is over all of them.",
         "",
         "| Scenario | Metric | " + " | ".join(NAMES[t] for t in targets) + " | Gatehouse ÷ nginx | Gatehouse ÷ HAProxy |"
         + (" B ÷ Gatehouse |" if with_b else ""),

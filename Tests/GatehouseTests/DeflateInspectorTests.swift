@@ -27,7 +27,7 @@ struct DeflateInspectorTests {
         let compressed = try deflater.message(text)
         #expect(compressed.count < text.count / 4)
         for (limit, expected) in [(UInt64(text.count), true), (UInt64(text.count - 1), false)] {
-            var inspector = DeflateInspector(sender: .init(), limit: limit)
+            let inspector = DeflateInspector(sender: .init(), limit: limit)
             #expect(inspector.startMessage() == .fine)
             let fed = inspector.feed(ByteBuffer(bytes: compressed), at: 0, count: compressed.count, mask: nil, maskOffset: 0)
             let finished = fed == .fine ? inspector.finishMessage() : fed
@@ -43,7 +43,7 @@ struct DeflateInspectorTests {
         var masked = compressed
         for index in masked.indices { masked[index] ^= mask[index & 3] }
         let buffer = ByteBuffer(bytes: masked)
-        var inspector = DeflateInspector(sender: .init(), limit: UInt64(text.count))
+        let inspector = DeflateInspector(sender: .init(), limit: UInt64(text.count))
         #expect(inspector.startMessage() == .fine)
         // Fed in odd pieces, so the mask phase of each piece matters.
         var offset = 0

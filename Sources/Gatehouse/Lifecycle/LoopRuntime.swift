@@ -1,7 +1,8 @@
 import NIOCore
 
 /// What is mutable on one event loop: the ``ServingState`` it admits new connections with, the connections it
-/// relays, their traffic not yet published to the metrics and its HTTP/2 client connections.
+/// relays, their tick deadlines (one timer for all of them), their traffic not yet published to the metrics and its
+/// HTTP/2 client connections.
 ///
 /// Only touched on its own loop, so the handshake path reads configuration without any lock.
 final class LoopRuntime: @unchecked Sendable {
@@ -10,6 +11,10 @@ final class LoopRuntime: @unchecked Sendable {
     private var _connections: [UInt64: RelayConnection] = [:]
     private var _trafficPending: [RelayConnection] = []
     private var _http2Connections: [ObjectIdentifier: HTTP2ConnectionWatcher] = [:]
+    private var ticks = TickWheel()
+    /// The loop's one tick timer, and when it fires.
+    private var tickTimer: (task: Scheduled<Void>, at: NIODeadline)?
+    private var firingTicks = false
 
     init(eventLoop: EventLoop, state: ServingState) {
         self.eventLoop = eventLoop
@@ -70,5 +75,41 @@ final class LoopRuntime: @unchecked Sendable {
             self.eventLoop.preconditionInEventLoop()
             yield &self._connections
         }
+    }
+
+    // MARK: Tick timers
+
+    /// Calls `connection`'s ``RelayConnection/tickDue()`` at `deadline` (or up to 10 ms later), replacing the
+    /// deadline it had.
+    func scheduleTick(_ connection: RelayConnection, at deadline: NIODeadline) {
+        self.eventLoop.preconditionInEventLoop()
+        self.ticks.schedule(connection.record.id, at: deadline, now: .now())
+        if !self.firingTicks { self.armTickTimer() }
+    }
+
+    /// Forgets `connection`'s tick (it ended).
+    func cancelTick(_ connection: RelayConnection) {
+        self.eventLoop.preconditionInEventLoop()
+        self.ticks.cancel(connection.record.id)
+    }
+
+    /// Arms the timer for the earliest tick when that is sooner than the timer (a later one waits for the firing).
+    private func armTickTimer() {
+        guard let earliest = self.ticks.earliest() else { return }
+        if let armed = self.tickTimer {
+            if armed.at <= earliest { return }
+            armed.task.cancel()
+        }
+        let task = self.eventLoop.assumeIsolated().scheduleTask(deadline: earliest) { self.fireTicks(armedAt: earliest) }
+        self.tickTimer = (task, earliest)
+    }
+
+    /// `armedAt`: the timer never fires before it, so the slots up to it are due whatever the clock says.
+    private func fireTicks(armedAt: NIODeadline) {
+        self.tickTimer = nil
+        self.firingTicks = true
+        for id in self.ticks.due(now: max(.now(), armedAt)) { self._connections[id]?.tickDue() }
+        self.firingTicks = false
+        self.armTickTimer()
     }
 }

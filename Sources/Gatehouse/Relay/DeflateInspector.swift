@@ -9,9 +9,9 @@ import NIOCore
 /// state and two small scratch buffers, whatever the peer sends. The inflater is made at the first compressed
 /// message, so a direction that never compresses costs nothing.
 ///
-/// The inflater is a reference (a zlib stream): the inspector is meant to be mutated in place, never copied and
-/// used twice.
-struct DeflateInspector {
+/// A class: the inflater is a reference (a zlib stream) and must never be used through two copies; and a scanner
+/// that never inflates holds one pointer, not the inspector's state.
+final class DeflateInspector {
     /// What feeding compressed bytes found.
     enum Outcome: Equatable {
         case fine
@@ -47,7 +47,7 @@ struct DeflateInspector {
     }
 
     /// Starts a compressed message.
-    mutating func startMessage() -> Outcome {
+    func startMessage() -> Outcome {
         self.messageBytes = 0
         self.streamEnded = false
         guard self.inflater == nil else { return .fine }
@@ -64,7 +64,7 @@ struct DeflateInspector {
     /// Inflates `count` payload bytes at `index` in `buffer` (not moving its indices; the bytes are copied, never
     /// changed). `mask` is the frame's masking key and `maskOffset` the position of the first byte in the frame's
     /// payload.
-    mutating func feed(
+    func feed(
         _ buffer: ByteBuffer, at index: Int, count: Int, mask: (UInt8, UInt8, UInt8, UInt8)?, maskOffset: UInt64
     ) -> Outcome {
         var done = 0
@@ -93,7 +93,7 @@ struct DeflateInspector {
 
     /// Ends the current message: inflates the tail RFC 7692 appends and drops the history when the sender does
     /// not carry it over.
-    mutating func finishMessage() -> Outcome {
+    func finishMessage() -> Outcome {
         self.input.clear()
         self.input.writeBytes(Self.messageTail)
         let outcome = self.inflateInput()
@@ -126,7 +126,7 @@ struct DeflateInspector {
     }
 
     /// Inflates all of `input`, counting and dropping the output; `accepted` counts input bytes read.
-    private mutating func inflateInput() -> Outcome {
+    private func inflateInput() -> Outcome {
         guard let inflater = self.inflater else { return .corrupt(accepted: 0) }
         let first = self.input.readerIndex
         var restarted = false

@@ -28,8 +28,8 @@ final class RelayConnection {
     private let backendRuntime: BackendRuntime?
     private var clientContext: ChannelHandlerContext?
     private var backendContext: ChannelHandlerContext?
+    /// Armed only while closing; ticks go through the loop's one timer (``LoopRuntime/scheduleTick(_:at:)``).
     private var closeTimer: Scheduled<Void>?
-    private var tickTimer: Scheduled<Void>?
     private var reported = ReportedTraffic()
     /// Traffic not yet added to the route's counters (published when metrics are scraped, and at the end).
     private(set) var trafficDirty = false
@@ -139,6 +139,12 @@ final class RelayConnection {
             self.context(target)?.write(NIOAny(bytes), promise: nil)
         }
         if self.machine.needsSettling { self.settle() }
+    }
+
+    /// The tick the machine asked for is due (called by the loop's tick timer).
+    func tickDue() {
+        self.machine.tick(now: .now())
+        self.settle()
     }
 
     func readComplete(from side: RelaySide) {
@@ -258,10 +264,7 @@ final class RelayConnection {
                 self.perform(self.machine.closeTimedOut())
             }
         case .scheduleTick(let deadline):
-            self.tickTimer = self.loop.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) {
-                self.machine.tick(now: .now())
-                self.settle()
-            }
+            self.loop.scheduleTick(self, at: deadline)
         case .finished(let ending):
             self.finish(ending)
         }
@@ -291,7 +294,7 @@ final class RelayConnection {
     /// The one place a connection ends: timers, registration, ticket, metrics, access record.
     private func finish(_ ending: RelayEnding) {
         self.closeTimer?.cancel()
-        self.tickTimer?.cancel()
+        self.loop.cancelTick(self)
         self.loop.connections.removeValue(forKey: self.record.id)
         self.ticket.release()
         if let server = self.record.backendAddress { self.backendRuntime?.connectionClosed(server) }

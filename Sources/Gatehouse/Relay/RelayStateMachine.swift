@@ -134,7 +134,15 @@ struct RelayStateMachine {
         case finished(RelayEnding)
     }
 
-    let settings: RelaySettings
+    /// The timers of ``RelaySettings`` (its frame rules live in the scanners; not kept twice per connection).
+    struct Timing {
+        var closeTimeout: TimeAmount
+        var keepaliveInterval: TimeAmount?
+        var idleTimeout: TimeAmount?
+        var expiresAt: NIODeadline?
+    }
+
+    let timing: Timing
     private(set) var phase = Phase.splicing
     private(set) var client = SideState()
     private(set) var backend = SideState()
@@ -158,7 +166,10 @@ struct RelayStateMachine {
     private(set) var needsSettling = false
 
     init(settings: RelaySettings) {
-        self.settings = settings
+        self.timing = Timing(
+            closeTimeout: settings.closeTimeout, keepaliveInterval: settings.keepaliveInterval,
+            idleTimeout: settings.idleTimeout, expiresAt: settings.expiresAt
+        )
         self.fromClient = FrameScanner(rules: settings.clientRules)
         self.fromBackend = FrameScanner(rules: settings.backendRules)
     }
@@ -470,11 +481,11 @@ struct RelayStateMachine {
     /// One timer per connection drives keepalive pings, idle detection and token expiry.
     mutating func tick(now: NIODeadline) {
         guard case .relaying = self.phase else { return }
-        if let expiry = self.settings.expiresAt, now >= expiry {
+        if let expiry = self.timing.expiresAt, now >= expiry {
             self.close(code: .policyViolation, reason: "token expired")
             return
         }
-        if let interval = self.settings.keepaliveInterval {
+        if let interval = self.timing.keepaliveInterval {
             if self.keepalive.clientHeard {
                 self.keepalive.clientHeard = false
                 self.keepalive.clientQuietSince = now
@@ -488,7 +499,7 @@ struct RelayStateMachine {
                 self.sendPing(now: now)
             }
         }
-        if let idle = self.settings.idleTimeout {
+        if let idle = self.timing.idleTimeout {
             let frames = self.fromClient.dataFrames &+ self.fromBackend.dataFrames
             if frames != self.keepalive.dataFrames {
                 self.keepalive.dataFrames = frames
@@ -515,13 +526,13 @@ struct RelayStateMachine {
         func consider(_ deadline: NIODeadline) {
             next = next.map { min($0, deadline) } ?? deadline
         }
-        if let interval = self.settings.keepaliveInterval {
+        if let interval = self.timing.keepaliveInterval {
             consider(now + .nanoseconds(max(interval.nanoseconds / 2, 10_000_000)))
         }
-        if let idle = self.settings.idleTimeout {
+        if let idle = self.timing.idleTimeout {
             consider(now + .nanoseconds(max(idle.nanoseconds / 4, 10_000_000)))
         }
-        if let expiry = self.settings.expiresAt {
+        if let expiry = self.timing.expiresAt {
             consider(max(expiry, now + .milliseconds(1)))
         }
         return next
@@ -560,7 +571,7 @@ struct RelayStateMachine {
         }
         if case .closing = self.phase, !self.closeTimerArmed {
             self.closeTimerArmed = true
-            return .armCloseTimer(self.settings.closeTimeout)
+            return .armCloseTimer(self.timing.closeTimeout)
         }
         if let deadline = self.tickDue {
             self.tickDue = nil

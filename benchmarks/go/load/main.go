@@ -8,6 +8,9 @@
 //	           connections (paced). Reports echoes/s, latency percentiles and, with -watch, the CPU time the
 //	           watched processes spent in the measured window.
 //	handshake  K loops of: new TCP connection (+ TLS for wss), WebSocket upgrade, close handshake, close.
+//	           Every TLS handshake is a full one, unless -resume: then each loop keeps its own client session
+//	           cache, so after its first handshake the next ones resume (TLS 1.3 PSK or TLS 1.2 ticket); the
+//	           measured handshakes that did resume are counted (resumed).
 //	idle       Opens N WebSockets and holds them; reports the watched processes' RSS before and while held.
 //
 // Every loop is bounded by -duration (or -hold) plus a few seconds of grace, so the process always ends.
@@ -81,6 +84,7 @@ type config struct {
 	urls        []string
 	publish     string
 	broadcasts  int
+	resume      bool
 }
 
 // result is the JSON printed on stdout; fields that do not apply to a mode are omitted.
@@ -96,6 +100,7 @@ type result struct {
 	Late             uint64             `json:"late,omitempty"`
 	Parallel         int                `json:"parallel,omitempty"`
 	Handshakes       uint64             `json:"handshakes,omitempty"`
+	Resumed          *uint64            `json:"resumed,omitempty"`
 	HandshakesPerSec float64            `json:"handshakesPerSecond,omitempty"`
 	LatencyMicros    map[string]float64 `json:"latencyMicros,omitempty"`
 	Errors           uint64             `json:"errors"`
@@ -162,6 +167,7 @@ func parseFlags() config {
 	flag.Float64Var(&warmup, "warmup", 1, "seconds before the measured window (echo, handshake)")
 	flag.Float64Var(&cfg.rate, "rate", 0, "echo: offered echoes/s over all connections; 0 = saturated")
 	flag.IntVar(&cfg.parallel, "parallel", 20, "handshake loops in parallel")
+	flag.BoolVar(&cfg.resume, "resume", false, "handshake: a TLS session cache per loop, so handshakes after its first resume")
 	flag.Float64Var(&hold, "hold", 2, "idle: seconds to hold the connections once open")
 	flag.Float64Var(&settle, "settle", 1, "idle: seconds between the last open and the RSS reading")
 	flag.IntVar(&cfg.concurrency, "concurrency", 100, "idle: handshakes at a time while opening")
@@ -221,7 +227,8 @@ func parsePids(list string) []int {
 func dialer(cfg config, bufferBytes int) (*websocket.Dialer, error) {
 	tlsConfig := &tls.Config{
 		MinVersion: tls.VersionTLS12,
-		// Classic groups, the ones every proxy here can do; no session cache, so every handshake is a full one.
+		// Classic groups, the ones every proxy here can do; no session cache, so every handshake is a full one
+		// (handshake -resume gives each loop a cache of its own).
 		CurvePreferences: []tls.CurveID{tls.X25519, tls.CurveP256},
 	}
 	if cfg.caFile != "" {
@@ -413,15 +420,28 @@ func runHandshake(cfg config) (result, error) {
 	if err != nil {
 		return result{}, err
 	}
+	if cfg.resume && !strings.HasPrefix(cfg.url, "wss:") {
+		return result{}, fmt.Errorf("-resume needs a wss:// URL")
+	}
 	var phase atomic.Int32
-	var done atomic.Uint64
+	var done, resumed atomic.Uint64
 	var errs errorLog
 	hists := make([]histogram, cfg.parallel)
 	end := time.Now().Add(cfg.warmup + cfg.duration + grace)
 	var wg sync.WaitGroup
 	for i := 0; i < cfg.parallel; i++ {
+		loopDial := dial
+		if cfg.resume {
+			// A session cache per loop: each loop's first handshake is a full one, and the loop then resumes
+			// with the ticket the server sent on its latest connection (the websocket dialer clones this config,
+			// cache pointer included).
+			own := *dial
+			own.TLSClientConfig = dial.TLSClientConfig.Clone()
+			own.TLSClientConfig.ClientSessionCache = tls.NewLRUClientSessionCache(1)
+			loopDial = &own
+		}
 		wg.Add(1)
-		go func(hist *histogram) {
+		go func(dial *websocket.Dialer, hist *histogram) {
 			defer wg.Done()
 			for phase.Load() != phaseStop && time.Now().Before(end) {
 				began := time.Now()
@@ -432,24 +452,33 @@ func runHandshake(cfg config) (result, error) {
 					continue
 				}
 				opened := time.Since(began)
+				didResume := false
+				if t, ok := c.UnderlyingConn().(*tls.Conn); ok {
+					didResume = t.ConnectionState().DidResume
+				}
 				if err := closeHandshake(c); err != nil {
 					errs.add(err)
 					continue
 				}
+				// done and resumed both count every handshake (warm-up included); the window's are differences
+				// of the two, read with the phase change.
 				if phase.Load() == phaseMeasure {
 					hist.record(opened)
 				}
+				if didResume {
+					resumed.Add(1)
+				}
 				done.Add(1)
 			}
-		}(&hists[i])
+		}(loopDial, &hists[i])
 	}
 	time.Sleep(cfg.warmup)
 	cpu0, other0, own0 := cpuOf(cfg.watch), cpuOf(cfg.watchOther), ownCPUSeconds()
-	n0, t0 := done.Load(), time.Now()
+	n0, r0, t0 := done.Load(), resumed.Load(), time.Now()
 	phase.Store(phaseMeasure)
 	time.Sleep(cfg.duration)
 	phase.Store(phaseStop)
-	n1, t1 := done.Load(), time.Now()
+	n1, r1, t1 := done.Load(), resumed.Load(), time.Now()
 	cpu1, other1, own1 := cpuOf(cfg.watch), cpuOf(cfg.watchOther), ownCPUSeconds()
 	ownWindow := own1 - own0
 	wg.Wait()
@@ -459,11 +488,17 @@ func runHandshake(cfg config) (result, error) {
 		all.merge(&hists[i])
 	}
 	window := t1.Sub(t0).Seconds()
-	return result{
+	res := result{
 		Parallel: cfg.parallel, WindowSeconds: window, Handshakes: n1 - n0, HandshakesPerSec: float64(n1-n0) / window,
 		LatencyMicros: all.percentiles(), Errors: errs.count.Load(), FirstError: errs.first,
 		WatchedCPU: diff(cpu0, cpu1), OtherCPU: diff(other0, other1), ClientWindowCPU: &ownWindow,
-	}, nil
+	}
+	if cfg.resume {
+		// A pointer, so that 0 (nothing resumed) still shows in the JSON.
+		n := r1 - r0
+		res.Resumed = &n
+	}
+	return res, nil
 }
 
 // closeHandshake sends a close frame, waits (bounded) for the peer's, then closes the connection.
@@ -720,8 +755,12 @@ func summary(r result) {
 		fmt.Fprintf(os.Stderr, "load: %s %d conns %d B: %.0f msgs/s p50 %.0f µs p99 %.0f µs errors %d\n",
 			r.URL, r.Connections, r.MessageBytes, r.MessagesPerSec, r.LatencyMicros["p50"], r.LatencyMicros["p99"], r.Errors)
 	case "handshake":
-		fmt.Fprintf(os.Stderr, "load: %s %d parallel: %.0f handshakes/s p99 %.0f µs errors %d\n",
-			r.URL, r.Parallel, r.HandshakesPerSec, r.LatencyMicros["p99"], r.Errors)
+		resumed := ""
+		if r.Resumed != nil {
+			resumed = fmt.Sprintf(" resumed %d/%d", *r.Resumed, r.Handshakes)
+		}
+		fmt.Fprintf(os.Stderr, "load: %s %d parallel: %.0f handshakes/s p99 %.0f µs%s errors %d\n",
+			r.URL, r.Parallel, r.HandshakesPerSec, r.LatencyMicros["p99"], resumed, r.Errors)
 	case "idle":
 		fmt.Fprintf(os.Stderr, "load: %s %d/%d idle conns open, errors %d\n", r.URL, r.Opened, r.Connections, r.Errors)
 	case "fanout":
