@@ -213,3 +213,36 @@ extension TLSListenerTests {
 }
 
 import Foundation
+
+/// Session resumption (stateless tickets, on by default in BoringSSL), checked with `openssl s_client`.
+extension TLSListenerTests {
+    /// One s_client handshake that saves its session to (or resumes it from) `session`, sending a request the proxy
+    /// answers and closes on (TLS 1.3 tickets travel with the server's first write). Returns s_client's output.
+    func sessionHandshake(port: Int, version: String, serverName: String, session: String, resume: Bool) async throws -> String {
+        let request = "GET /nowhere HTTP/1.1\r\nHost: \(serverName)\r\nConnection: close\r\n\r\n"
+        let result = try await ExternalProcess.run([
+            "openssl", "s_client", "-connect", "127.0.0.1:\(port)", "-servername", serverName, version, "-ign_eof",
+            resume ? "-sess_in" : "-sess_out", session,
+        ], timeout: 20, stdin: Array(request.utf8))
+        #expect(result.status == 0, "s_client failed: \(result.output)")
+        return result.output
+    }
+
+    @Test(arguments: ["-tls1_3", "-tls1_2"])
+    func clientsResumeTheirSessions(version: String) async throws {
+        let ca = try TestCertificateAuthority.make()
+        try await TestProxy.with(try self.config(ca)) { proxy in
+            let port = try proxy.port("secure")
+            // The second certificate too: its SNI context must take the tickets of the listener's context.
+            for name in ["a.test", "b.test"] {
+                let session = FileManager.default.temporaryDirectory.appendingPathComponent("gatehouse-session-\(UUID().uuidString)").path
+                defer { try? FileManager.default.removeItem(atPath: session) }
+                let first = try await self.sessionHandshake(port: port, version: version, serverName: name, session: session, resume: false)
+                #expect(first.contains("New, TLSv1."), "first handshake: \(first)")
+                #expect(first.contains("HTTP/1.1 "), "no answer: \(first)")
+                let second = try await self.sessionHandshake(port: port, version: version, serverName: name, session: session, resume: true)
+                #expect(second.contains("Reused, TLSv1."), "\(name) \(version) did not resume: \(second)")
+            }
+        }
+    }
+}
