@@ -11,8 +11,8 @@
 #   GATEHOUSE_BIN [../.build/release/gatehouse]  GATEHOUSE_LABEL [] (names the build in the table)
 #   GATEHOUSE_B_BIN [] (a second Gatehouse build, measured as the extra target gatehouse_b, interleaved with the
 #   others: an A/B of two builds in one run)  GATEHOUSE_B_LABEL []
-#   SCENARIOS [ws64 paced ws16k wss64 handshake resume idle] (a subset runs only those; handshake: full TLS
-#   handshakes, resume: the same loops resuming TLS sessions, a session cache per loop)
+#   SCENARIOS [ws64 paced ws16k wss64 handshake resume idle idlewss] (a subset runs only those; handshake: full TLS
+#   handshakes, resume: the same loops resuming TLS sessions, a session cache per loop; idlewss: idle over TLS)
 #   PORT_BASE [18300]  KEEP_WORK [0]
 #   RESULTS_DIR [benchmarks/results]  RESULTS_NAME [proxy-bound]
 set -euo pipefail
@@ -47,9 +47,9 @@ GATEHOUSE_BIN="${GATEHOUSE_BIN:-$ROOT_DIR/.build/release/gatehouse}"
 GATEHOUSE_B_BIN="${GATEHOUSE_B_BIN:-}"
 PORT_BASE="${PORT_BASE:-18300}"
 KEEP_WORK="${KEEP_WORK:-0}"
-SCENARIOS="${SCENARIOS:-ws64 paced ws16k wss64 handshake resume idle}"
+SCENARIOS="${SCENARIOS:-ws64 paced ws16k wss64 handshake resume idle idlewss}"
 for scenario in $SCENARIOS; do
-  case "$scenario" in ws64 | paced | ws16k | wss64 | handshake | resume | idle) ;; *) echo "unknown scenario $scenario" >&2; exit 1 ;; esac
+  case "$scenario" in ws64 | paced | ws16k | wss64 | handshake | resume | idle | idlewss) ;; *) echo "unknown scenario $scenario" >&2; exit 1 ;; esac
 done
 want() { [[ " $SCENARIOS " == *" $1 "* ]]; }
 
@@ -279,6 +279,14 @@ for ((rep = 1; rep <= REPS; rep++)); do
       # new connections.
       stop_server "$target"; start_server "$target"
       run_case idle "$target" "$rep" "$IDLE_HOLD" -- -mode idle -url "$(url_of "$target" ws)" \
+        -conns "$IDLE_CONNS" -hold "$IDLE_HOLD" -settle 1 -concurrency 100
+    done
+  fi
+  if want idlewss; then
+    for target in $(rotate "$rep" "${PROXIES[@]}"); do
+      # The same over TLS, as browsers connect (wss://): adds each proxy's TLS state per connection.
+      stop_server "$target"; start_server "$target"
+      run_case idlewss "$target" "$rep" "$IDLE_HOLD" -- -mode idle -url "$(url_of "$target" wss)" \
         -conns "$IDLE_CONNS" -hold "$IDLE_HOLD" -settle 1 -concurrency 100
     done
   fi

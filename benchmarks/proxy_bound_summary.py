@@ -75,6 +75,8 @@ ROWS = [
      per("clientWindowCPUSeconds", count="handshakes"), False, 0),
     ("idle_rss", "{idle} idle WebSockets held", "proxy RSS KiB / conn", "idle",
      lambda r: r.get("rssPerConnectionKiB"), False, 2),
+    ("idlewss_rss", "{idle} idle WebSockets held, wss", "proxy RSS KiB / conn", "idlewss",
+     lambda r: r.get("rssPerConnectionKiB"), False, 2),
 ]
 
 # Saturated echo scenarios: `direct` must be well above every proxy, or the load generator and backend, not the
