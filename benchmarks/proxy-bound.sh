@@ -7,12 +7,14 @@
 # Environment (defaults in brackets; QUICK=1 shrinks everything to a ~2-minute smoke test whose numbers mean little):
 #   REPS [3]  DURATION [8] (64 B saturated, ws and wss)  PACED_DURATION [5]  PACED_RATE [10000] echoes/s
 #   LARGE_DURATION [5] (16 KiB)  HS_DURATION [5]  HS_PARALLEL [20] (handshake and resume)  WARMUP [1]  CONNS [50]
-#   IDLE_CONNS [2000]  IDLE_HOLD [1]  PROXY_THREADS [2]  ECHO_PROCS [nproc]  LOAD_PROCS [nproc]
+#   IDLE_CONNS [2000]  IDLE_HOLD [1]  BURST_BYTES [65536] (idleburst's one message per connection)
+#   PROXY_THREADS [2]  ECHO_PROCS [nproc]  LOAD_PROCS [nproc]
 #   GATEHOUSE_BIN [../.build/release/gatehouse]  GATEHOUSE_LABEL [] (names the build in the table)
 #   GATEHOUSE_B_BIN [] (a second Gatehouse build, measured as the extra target gatehouse_b, interleaved with the
 #   others: an A/B of two builds in one run)  GATEHOUSE_B_LABEL []
-#   SCENARIOS [ws64 paced ws16k wss64 handshake resume idle idlewss] (a subset runs only those; handshake: full TLS
-#   handshakes, resume: the same loops resuming TLS sessions, a session cache per loop; idlewss: idle over TLS)
+#   SCENARIOS [ws64 paced ws16k wss64 handshake resume idle idlewss idleburst] (a subset runs only those; handshake:
+#   full TLS handshakes, resume: the same loops resuming TLS sessions, a session cache per loop; idlewss: idle over
+#   TLS; idleburst: idle after one BURST_BYTES message echoed on each connection)
 #   PORT_BASE [18300]  KEEP_WORK [0]
 #   RESULTS_DIR [benchmarks/results]  RESULTS_NAME [proxy-bound]
 set -euo pipefail
@@ -39,6 +41,7 @@ WARMUP="${WARMUP:-1}"
 CONNS="${CONNS:-50}"
 IDLE_CONNS="${IDLE_CONNS:-2000}"
 IDLE_HOLD="${IDLE_HOLD:-1}"
+BURST_BYTES="${BURST_BYTES:-65536}"
 CORES="$(nproc)"
 PROXY_THREADS="${PROXY_THREADS:-2}"
 ECHO_PROCS="${ECHO_PROCS:-$CORES}"
@@ -47,9 +50,9 @@ GATEHOUSE_BIN="${GATEHOUSE_BIN:-$ROOT_DIR/.build/release/gatehouse}"
 GATEHOUSE_B_BIN="${GATEHOUSE_B_BIN:-}"
 PORT_BASE="${PORT_BASE:-18300}"
 KEEP_WORK="${KEEP_WORK:-0}"
-SCENARIOS="${SCENARIOS:-ws64 paced ws16k wss64 handshake resume idle idlewss}"
+SCENARIOS="${SCENARIOS:-ws64 paced ws16k wss64 handshake resume idle idlewss idleburst}"
 for scenario in $SCENARIOS; do
-  case "$scenario" in ws64 | paced | ws16k | wss64 | handshake | resume | idle | idlewss) ;; *) echo "unknown scenario $scenario" >&2; exit 1 ;; esac
+  case "$scenario" in ws64 | paced | ws16k | wss64 | handshake | resume | idle | idlewss | idleburst) ;; *) echo "unknown scenario $scenario" >&2; exit 1 ;; esac
 done
 want() { [[ " $SCENARIOS " == *" $1 "* ]]; }
 
@@ -290,6 +293,15 @@ for ((rep = 1; rep <= REPS; rep++)); do
         -conns "$IDLE_CONNS" -hold "$IDLE_HOLD" -settle 1 -concurrency 100
     done
   fi
+  if want idleburst; then
+    for target in $(rotate "$rep" "${PROXIES[@]}"); do
+      # Idle again (plain ws), but each connection first carries one BURST_BYTES message and its echo: what a
+      # proxy keeps per connection after one large message, such as receive buffers grown for it.
+      stop_server "$target"; start_server "$target"
+      run_case idleburst "$target" "$rep" "$IDLE_HOLD" -- -mode idle -url "$(url_of "$target" ws)" \
+        -conns "$IDLE_CONNS" -hold "$IDLE_HOLD" -settle 1 -concurrency 100 -burst "$BURST_BYTES"
+    done
+  fi
 done
 
 for name in "${!PIDS[@]}"; do
@@ -300,7 +312,7 @@ done
 mkdir -p "$RESULTS_DIR"
 export RUN_SECONDS=$(( $(date +%s) - RUN_START )) BENCH_SECONDS=$(( $(date +%s) - BENCH_START ))
 export LOAD_START LOAD_END="$(cut -d' ' -f1-3 /proc/loadavg)"
-export REPS DURATION PACED_DURATION PACED_RATE LARGE_DURATION HS_DURATION HS_PARALLEL WARMUP CONNS IDLE_CONNS IDLE_HOLD
+export REPS DURATION PACED_DURATION PACED_RATE LARGE_DURATION HS_DURATION HS_PARALLEL WARMUP CONNS IDLE_CONNS IDLE_HOLD BURST_BYTES
 export SCENARIOS PROXY_THREADS ECHO_PROCS LOAD_PROCS QUICK CORES GATEHOUSE_BIN
 export NGINX_VERSION="$(nginx -v 2>&1 | sed 's/.*nginx\///')"
 export HAPROXY_VERSION="$(haproxy -v | head -1 | awk '{print $3}')"

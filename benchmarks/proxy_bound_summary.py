@@ -77,6 +77,8 @@ ROWS = [
      lambda r: r.get("rssPerConnectionKiB"), False, 2),
     ("idlewss_rss", "{idle} idle WebSockets held, wss", "proxy RSS KiB / conn", "idlewss",
      lambda r: r.get("rssPerConnectionKiB"), False, 2),
+    ("idleburst_rss", "{idle} idle WebSockets held after one {burst} message each", "proxy RSS KiB / conn",
+     "idleburst", lambda r: r.get("rssPerConnectionKiB"), False, 2),
 ]
 
 # Saturated echo scenarios: `direct` must be well above every proxy, or the load generator and backend, not the
@@ -130,6 +132,22 @@ def summarize(runs, meta):
             "pacedShort": paced_short, "failures": failures, "runs": runs}
 
 
+def size_label(n):
+    """64 B, 16 KiB, 1 MiB, or 1,500 B where not a whole number of KiB."""
+    n = int(n)
+    for unit, scale in (("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale and n % scale == 0:
+            return f"{n // scale:,} {unit}"
+    return f"{n:,} B"
+
+
+def burst_bytes(runs):
+    """The message size of the idleburst runs (from their results; the environment's for older files)."""
+    sizes = {run["result"].get("burstBytes") for run in runs
+             if run["scenario"] == "idleburst" and run["result"] and run["result"].get("burstBytes")}
+    return sizes.pop() if len(sizes) == 1 else None
+
+
 def fmt(value, decimals):
     if value is None:
         return "—"
@@ -139,8 +157,10 @@ def fmt(value, decimals):
 def markdown(summary):
     meta, medians, ratios, targets = summary["meta"], summary["medians"], summary["ratios"], summary["targets"]
     with_b = TARGET_B in targets
+    burst = burst_bytes(summary["runs"]) or meta.get("burst_bytes")
     labels = {"conns": meta["conns"], "paced_rate": f"{meta['paced_rate']:,}", "hs": meta["hs_parallel"],
-              "idle": f"{meta['idle_conns']:,}"}
+              "idle": f"{meta['idle_conns']:,}",
+              "burst": size_label(burst) if burst else "large"}
     quick = " (QUICK=1 smoke test: the numbers mean little)" if meta.get("quick") == "1" else ""
     lines = [
         f"# Proxy-bound comparison{quick}",
@@ -163,7 +183,11 @@ def markdown(summary):
         "that isolates the proxy. In the handshake rows `direct` is Go's own TLS server (a reference, not a "
         "ceiling); the backend there only sees plain WebSocket upgrades. The resume rows are the same loops with a TLS "
         "session cache each, so every handshake after a loop's first can resume (TLS 1.3 PSK or TLS 1.2 ticket); "
-        "resumed % is the share of the window's handshakes that did, and CPU per handshake is over all of them.",
+        "resumed % is the share of the window's handshakes that did, and CPU per handshake is over all of them."
+        + (f" The idle row \"after one {labels['burst']} message each\" is the same plain-ws measurement after every "
+           "connection first carried one binary message of that size and its echo: what a proxy keeps per "
+           "connection once a large message has passed." if any(medians["idleburst_rss"][t] is not None
+                                                                for t in targets) else ""),
         "",
         "| Scenario | Metric | " + " | ".join(NAMES[t] for t in targets) + " | Gatehouse ÷ nginx | Gatehouse ÷ HAProxy |"
         + (" B ÷ Gatehouse |" if with_b else ""),
@@ -200,6 +224,7 @@ def meta_from_env():
         "large_duration": env("LARGE_DURATION"), "hs_duration": env("HS_DURATION"),
         "hs_parallel": env("HS_PARALLEL"), "warmup": env("WARMUP"), "conns": env("CONNS"),
         "idle_conns": int(env("IDLE_CONNS", "0")), "idle_hold": env("IDLE_HOLD"),
+        "burst_bytes": int(env("BURST_BYTES", "0")) or None,
         "proxy_threads": env("PROXY_THREADS"), "echo_procs": env("ECHO_PROCS"), "load_procs": env("LOAD_PROCS"),
         "cores": env("CORES"), "cpu": env("CPU_MODEL"), "kernel": env("KERNEL"),
         "load_start": env("LOAD_START"), "load_end": env("LOAD_END"),

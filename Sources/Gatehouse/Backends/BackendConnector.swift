@@ -131,6 +131,7 @@ enum BackendConnector {
                 answer.futureResult.whenComplete { _ in cancellation.unregister(channel) }
                 do {
                     let sync = channel.pipeline.syncOperations
+                    try sync.addHandler(ReceiveBufferPin())
                     if let tls {
                         let handler = try NIOSSLClientHandler(
                             context: tls.context,

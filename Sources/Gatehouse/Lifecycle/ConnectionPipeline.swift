@@ -27,6 +27,7 @@ enum ConnectionPipeline {
         }
         channel.closeFuture.whenComplete { _ in pending.release() }
         let sync = channel.pipeline.syncOperations
+        try sync.addHandler(ReceiveBufferPin())
         guard info.isTLS else {
             try Self.addHTTP1(sync, engine: engine, info: info, limits: limits, accepted: accepted, pending: pending)
             return

@@ -1,14 +1,16 @@
 import NIOCore
 
-/// How big the first receive buffer of a proxied socket is.
+/// How big the receive buffers of a proxied socket are.
 ///
-/// NIO keeps each channel's receive buffer for its next read and never shrinks it, so the first read's buffer is
-/// what an idle connection holds per socket until traffic asks for more (it then doubles as reads fill it, up to
-/// 64 KiB). NIO's default first buffer is 2 KiB; starting small holds 3.4 KiB less per idle relayed WebSocket
+/// NIO keeps each channel's first receive buffer for its next reads; ``ReceiveBufferPin`` keeps it from being reused
+/// (NIO would grow it in place and never shrink it), so that first buffer is what an idle connection holds per
+/// socket, and every later read gets a buffer of its own of the size chosen here: at least 512 bytes (small enough
+/// for malloc's per-thread cache), doubling while reads fill it up to 64 KiB, halving after two reads under half.
+/// NIO's default first buffer is 2 KiB; 512 bytes holds 3 KiB less per idle relayed WebSocket
 /// (`benchmarks/README.md`) for one more read when a request or ClientHello is larger.
 enum ReceiveBuffers {
-    /// Client sockets: most upgrade requests and TLS ClientHellos fit in 512 bytes.
-    static let client = AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 512, maximum: 65_536)
-    /// Backend sockets: the first read is the backend's 101, usually under 256 bytes.
-    static let backend = AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 256, maximum: 65_536)
+    /// Client sockets: most upgrade requests and TLS ClientHellos fit in the first 512 bytes.
+    static let client = AdaptiveRecvByteBufferAllocator(minimum: 512, initial: 512, maximum: 65_536)
+    /// Backend sockets: the first read is the backend's 101.
+    static let backend = AdaptiveRecvByteBufferAllocator(minimum: 512, initial: 512, maximum: 65_536)
 }

@@ -12,6 +12,8 @@
 //	           cache, so after its first handshake the next ones resume (TLS 1.3 PSK or TLS 1.2 ticket); the
 //	           measured handshakes that did resume are counted (resumed).
 //	idle       Opens N WebSockets and holds them; reports the watched processes' RSS before and while held.
+//	           With -burst B, each connection first sends one binary message of B random bytes and checks its
+//	           echo, then idles: what the proxies keep per connection after one large message.
 //
 // Every loop is bounded by -duration (or -hold) plus a few seconds of grace, so the process always ends.
 //
@@ -33,6 +35,7 @@ import (
 	"log"
 	"math"
 	"math/bits"
+	"math/rand"
 	"net"
 	"net/http"
 	"net/url"
@@ -78,6 +81,7 @@ type config struct {
 	hold        time.Duration
 	settle      time.Duration
 	concurrency int
+	burst       int
 	watch       []int
 	watchOther  []int
 	readyFile   string
@@ -110,6 +114,7 @@ type result struct {
 	ClientCPU        float64            `json:"clientCPUSeconds"`
 	ClientWindowCPU  *float64           `json:"clientWindowCPUSeconds,omitempty"`
 	Opened           int                `json:"opened,omitempty"`
+	BurstBytes       *int               `json:"burstBytes,omitempty"`
 	RSSBeforeKiB     *int64             `json:"rssBeforeKiB,omitempty"`
 	RSSHeldKiB       *int64             `json:"rssHeldKiB,omitempty"`
 	RSSPerConnKiB    *float64           `json:"rssPerConnectionKiB,omitempty"`
@@ -171,6 +176,7 @@ func parseFlags() config {
 	flag.Float64Var(&hold, "hold", 2, "idle: seconds to hold the connections once open")
 	flag.Float64Var(&settle, "settle", 1, "idle: seconds between the last open and the RSS reading")
 	flag.IntVar(&cfg.concurrency, "concurrency", 100, "idle: handshakes at a time while opening")
+	flag.IntVar(&cfg.burst, "burst", 0, "idle: bytes of one binary message each connection sends (and gets back) once open; 0 = none")
 	flag.StringVar(&watch, "watch", "", "comma-separated pids whose CPU (with descendants) is the proxy's")
 	flag.StringVar(&watchOther, "watch-other", "", "comma-separated pids whose CPU is reported separately (backend)")
 	flag.StringVar(&cfg.readyFile, "ready-file", "", "idle: file written once every connection is open")
@@ -192,7 +198,7 @@ func parseFlags() config {
 	}
 	if cfg.conns < 1 || cfg.conns > 100000 || cfg.size < 1 || cfg.size > 1<<20 || cfg.parallel < 1 || cfg.parallel > 10000 ||
 		cfg.concurrency < 1 || duration <= 0 || duration > 3600 || warmup < 0 || warmup > 600 || hold < 0 || hold > 3600 ||
-		settle < 0 || settle > 600 || cfg.rate < 0 {
+		settle < 0 || settle > 600 || cfg.rate < 0 || cfg.burst < 0 || cfg.burst > 1<<20 {
 		log.Fatalf("load: a numeric flag is out of range")
 	}
 	cfg.duration = seconds(duration)
@@ -523,14 +529,29 @@ func closeHandshake(c *websocket.Conn) error {
 
 // --- idle --------------------------------------------------------------------------------------------------------
 
+// burstTime bounds the whole burst phase of idle -burst: every message out and its echo back.
+const burstTime = 20 * time.Second
+
 func runIdle(cfg config) (result, error) {
 	dial, err := dialer(cfg, 4096)
 	if err != nil {
 		return result{}, err
 	}
+	var ready func(i int, c *websocket.Conn) error
+	if cfg.burst > 0 {
+		// The message goes out as one frame: a write buffer that holds it, from a pool, so the connections do
+		// not each keep one while idle.
+		dial.WriteBufferSize = cfg.burst + 64
+		dial.WriteBufferPool = &sync.Pool{}
+		deadline := time.Now().Add(burstTime)
+		seed := time.Now().UnixNano()
+		ready = func(i int, c *websocket.Conn) error { return burst(c, cfg.burst, seed+int64(i), deadline) }
+	}
 	before := rssOf(cfg.watch)
 	var errs errorLog
-	conns := openAll(dial, []string{cfg.url}, cfg.conns, cfg.concurrency, &errs)
+	// openAll returns once every connection is open and, with -burst, has had its echo: the RSS reading below
+	// comes after all of them.
+	conns := openAll(dial, []string{cfg.url}, cfg.conns, cfg.concurrency, &errs, ready)
 	opened := len(conns)
 	time.Sleep(cfg.settle)
 	held := rssOf(cfg.watch)
@@ -550,11 +571,47 @@ func runIdle(cfg config) (result, error) {
 
 	res := result{Connections: cfg.conns, Opened: opened, Errors: errs.count.Load(), FirstError: errs.first,
 		RSSBeforeKiB: before, RSSHeldKiB: held}
+	if cfg.burst > 0 {
+		res.BurstBytes = &cfg.burst
+	}
 	if before != nil && held != nil && opened > 0 {
 		perConn := float64(*held-*before) / float64(opened)
 		res.RSSPerConnKiB = &perConn
 	}
 	return res, nil
+}
+
+// burst sends one binary message of size random bytes on c, waits for its echo and checks its length and bytes,
+// all before deadline; the connection is then left without deadlines, to idle.
+func burst(c *websocket.Conn, size int, seed int64, deadline time.Time) error {
+	if err := c.SetWriteDeadline(deadline); err != nil {
+		return err
+	}
+	if err := c.SetReadDeadline(deadline); err != nil {
+		return err
+	}
+	payload := make([]byte, size)
+	rand.New(rand.NewSource(seed)).Read(payload)
+	if err := c.WriteMessage(websocket.BinaryMessage, payload); err != nil {
+		return fmt.Errorf("burst write: %w", err)
+	}
+	kind, r, err := c.NextReader()
+	if err != nil {
+		return fmt.Errorf("burst read: %w", err)
+	}
+	// Reading one byte more than was sent proves the echo is exactly as long as the message.
+	reply := make([]byte, size+1)
+	n, err := io.ReadFull(r, reply)
+	if kind != websocket.BinaryMessage || n != size || !errors.Is(err, io.ErrUnexpectedEOF) {
+		return fmt.Errorf("burst echo of %d bytes came back as %d bytes (type %d, %v)", size, n, kind, err)
+	}
+	if !bytes.Equal(reply[:size], payload) {
+		return fmt.Errorf("burst echo differs from the message sent")
+	}
+	if err := c.SetWriteDeadline(time.Time{}); err != nil {
+		return err
+	}
+	return c.SetReadDeadline(time.Time{})
 }
 
 // --- /proc -------------------------------------------------------------------------------------------------------
@@ -762,7 +819,11 @@ func summary(r result) {
 		fmt.Fprintf(os.Stderr, "load: %s %d parallel: %.0f handshakes/s p99 %.0f µs%s errors %d\n",
 			r.URL, r.Parallel, r.HandshakesPerSec, r.LatencyMicros["p99"], resumed, r.Errors)
 	case "idle":
-		fmt.Fprintf(os.Stderr, "load: %s %d/%d idle conns open, errors %d\n", r.URL, r.Opened, r.Connections, r.Errors)
+		burst := ""
+		if r.BurstBytes != nil {
+			burst = fmt.Sprintf(" after one %d B message each", *r.BurstBytes)
+		}
+		fmt.Fprintf(os.Stderr, "load: %s %d/%d idle conns open%s, errors %d\n", r.URL, r.Opened, r.Connections, burst, r.Errors)
 	case "fanout":
 		fmt.Fprintf(os.Stderr, "load: %d/%d subscribers; last delivery ms %v; median ms %v; POST answered ms %v; errors %d\n",
 			r.Opened, r.Connections, r.FanoutLastMillis, r.FanoutMedianMillis, r.PublishMillis, r.Errors)
@@ -786,7 +847,7 @@ func runFanout(cfg config) (result, error) {
 		return result{}, err
 	}
 	var errs errorLog
-	open := openAll(dial, cfg.urls, cfg.conns, cfg.concurrency, &errs)
+	open := openAll(dial, cfg.urls, cfg.conns, cfg.concurrency, &errs, nil)
 	defer closeAll(open)
 	res := result{Connections: cfg.conns, Opened: len(open)}
 	// Subscriptions reach the registry within a batch; the local ones are immediate.
@@ -838,8 +899,10 @@ func runFanout(cfg config) (result, error) {
 }
 
 // openAll opens n connections spread round-robin over urls, at most concurrency handshakes at a time; it returns
-// those that opened (failures go to errs).
-func openAll(dial *websocket.Dialer, urls []string, n, concurrency int, errs *errorLog) []*websocket.Conn {
+// those that opened (failures go to errs). A non-nil ready runs on each connection as soon as it opens (within
+// the same concurrency limit); a connection it fails is closed and counts as a failure.
+func openAll(dial *websocket.Dialer, urls []string, n, concurrency int, errs *errorLog,
+	ready func(i int, c *websocket.Conn) error) []*websocket.Conn {
 	conns := make([]*websocket.Conn, n)
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, concurrency)
@@ -853,6 +916,13 @@ func openAll(dial *websocket.Dialer, urls []string, n, concurrency int, errs *er
 			if err != nil {
 				errs.add(err)
 				return
+			}
+			if ready != nil {
+				if err := ready(i, c); err != nil {
+					errs.add(err)
+					c.Close()
+					return
+				}
 			}
 			conns[i] = c
 		}(i)
