@@ -33,6 +33,8 @@ enum ConnectionPipeline {
             return
         }
         guard let tls = state.listenerTLS[info.name] else { throw ChannelError.inappropriateOperationForState }
+        // Before the first read: the ClientHello comes in one piece.
+        try channel.syncOptions?.setOption(.recvAllocator, value: ReceiveBuffers.tlsClient)
         let metrics = engine.metrics
         let deadline = AcceptDeadlineHandler(deadline: accepted + TimeAmount(limits.handshakeTimeout)) {
             metrics.tlsHandshakeFailed(listener: info.name)
