@@ -276,32 +276,21 @@ for ((rep = 1; rep <= REPS; rep++)); do
         -parallel "$HS_PARALLEL" -duration "$HS_DURATION" -warmup "$WARMUP"
     done
   fi
-  if want idle; then
+  # idle: plain ws; idlewss: the same over TLS, as browsers connect (adds each proxy's TLS state per connection);
+  # idleburst: plain ws, but each connection first carries one BURST_BYTES message and its echo (what a proxy keeps
+  # per connection after one large message, such as receive buffers grown for it).
+  for idle in idle:ws idlewss:wss "idleburst:ws:-burst $BURST_BYTES"; do
+    IFS=: read -r scenario scheme extra <<<"$idle"
+    want "$scenario" || continue
     for target in $(rotate "$rep" "${PROXIES[@]}"); do
       # A fresh proxy per measurement: memory an earlier run freed and the allocator kept would hide the cost of
       # new connections.
       stop_server "$target"; start_server "$target"
-      run_case idle "$target" "$rep" "$IDLE_HOLD" -- -mode idle -url "$(url_of "$target" ws)" \
-        -conns "$IDLE_CONNS" -hold "$IDLE_HOLD" -settle 1 -concurrency 100
+      # shellcheck disable=SC2086 # $extra is zero or more whole arguments
+      run_case "$scenario" "$target" "$rep" "$IDLE_HOLD" -- -mode idle -url "$(url_of "$target" "$scheme")" \
+        -conns "$IDLE_CONNS" -hold "$IDLE_HOLD" -settle 1 -concurrency 100 $extra
     done
-  fi
-  if want idlewss; then
-    for target in $(rotate "$rep" "${PROXIES[@]}"); do
-      # The same over TLS, as browsers connect (wss://): adds each proxy's TLS state per connection.
-      stop_server "$target"; start_server "$target"
-      run_case idlewss "$target" "$rep" "$IDLE_HOLD" -- -mode idle -url "$(url_of "$target" wss)" \
-        -conns "$IDLE_CONNS" -hold "$IDLE_HOLD" -settle 1 -concurrency 100
-    done
-  fi
-  if want idleburst; then
-    for target in $(rotate "$rep" "${PROXIES[@]}"); do
-      # Idle again (plain ws), but each connection first carries one BURST_BYTES message and its echo: what a
-      # proxy keeps per connection after one large message, such as receive buffers grown for it.
-      stop_server "$target"; start_server "$target"
-      run_case idleburst "$target" "$rep" "$IDLE_HOLD" -- -mode idle -url "$(url_of "$target" ws)" \
-        -conns "$IDLE_CONNS" -hold "$IDLE_HOLD" -settle 1 -concurrency 100 -burst "$BURST_BYTES"
-    done
-  fi
+  done
 done
 
 for name in "${!PIDS[@]}"; do
