@@ -23,7 +23,7 @@ struct ReceiveBufferTests {
         """
 
     @Test func headsAndFramesLargerThanTheFirstBufferPassWhole() async throws {
-        #expect(ReceiveBuffers.client.initial <= 512 && ReceiveBuffers.backend.initial <= 512)
+        #expect(ReceiveBuffers.plain.initial <= 512)
         let backend = try await ScriptedBackend.start()
         try await TestProxy.with(self.config.replacingOccurrences(of: "BACKEND", with: "\(backend.port)")) { proxy in
             let client = try await TestClient.connect(port: try proxy.port("plain"))

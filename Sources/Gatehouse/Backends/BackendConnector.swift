@@ -118,7 +118,7 @@ enum BackendConnector {
             .connectTimeout(pool.connectTimeout)
             .channelOption(.allowRemoteHalfClosure, value: true)
             .channelOption(.maxMessagesPerRead, value: 1)
-            .channelOption(.recvAllocator, value: ReceiveBuffers.backend)
+            .channelOption(.recvAllocator, value: ReceiveBuffers.plain)
             .channelOption(
                 .writeBufferWaterMark,
                 value: .init(low: settings.bufferBytes / 2, high: settings.bufferBytes)

@@ -19,7 +19,7 @@ struct RunningListener: Sendable {
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.allowRemoteHalfClosure, value: true)
             .childChannelOption(.maxMessagesPerRead, value: 1)
-            .childChannelOption(.recvAllocator, value: ReceiveBuffers.client)
+            .childChannelOption(.recvAllocator, value: ReceiveBuffers.plain)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try ConnectionPipeline.configure(channel, listenerKey: key, engine: engine)

@@ -9,12 +9,11 @@ import NIOCore
 /// NIO's default first buffer is 2 KiB; 512 bytes holds 3 KiB less per idle relayed WebSocket
 /// (`benchmarks/README.md`) for one more read when a request is larger.
 enum ReceiveBuffers {
-    /// Client sockets of plain listeners: most upgrade requests fit in the first 512 bytes.
-    static let client = AdaptiveRecvByteBufferAllocator(minimum: 512, initial: 512, maximum: 65_536)
+    /// Client sockets of plain listeners and backend sockets: most upgrade requests, and a backend's 101, fit in the
+    /// first 512 bytes.
+    static let plain = AdaptiveRecvByteBufferAllocator(minimum: 512, initial: 512, maximum: 65_536)
     /// Client sockets of TLS listeners: a ClientHello is up to ~1.8 KiB (a browser's post-quantum key share, a
     /// resumption ticket); reading it in pieces cost ~10 % more CPU per resumed handshake, and a TLS connection holds
-    /// ~25 KiB anyway.
+    /// ~27 KiB anyway.
     static let tlsClient = AdaptiveRecvByteBufferAllocator(minimum: 512, initial: 2_048, maximum: 65_536)
-    /// Backend sockets: the first read is the backend's 101.
-    static let backend = AdaptiveRecvByteBufferAllocator(minimum: 512, initial: 512, maximum: 65_536)
 }

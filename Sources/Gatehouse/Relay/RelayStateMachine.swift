@@ -478,7 +478,8 @@ struct RelayStateMachine {
 
     // MARK: Timers
 
-    /// One timer per connection drives keepalive pings, idle detection and token expiry.
+    /// One tick per connection (on its loop's shared timer, ``TickWheel``) drives keepalive pings, idle detection
+    /// and token expiry.
     mutating func tick(now: NIODeadline) {
         guard case .relaying = self.phase else { return }
         if let expiry = self.timing.expiresAt, now >= expiry {
